@@ -1,0 +1,500 @@
+//! The local catalog: SQLite in WAL mode, with immediate transactions so that several local
+//! processes can share it, and every schema decision is made once.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use sluice_engine::commit::CommitStage;
+use sluice_engine::component::{ColumnAssignment, ColumnDef, ProposeColumn, ProposeTable, TableDef};
+use sluice_engine::{EngineError, Result, TypeClass};
+
+use super::{Catalog, CatalogTable, Manifest, NewPartition, Partition, SourcePosition};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS databases(
+  name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tables(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, database TEXT NOT NULL, name TEXT NOT NULL,
+  source_event TEXT, location TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1,
+  created_at TEXT NOT NULL, UNIQUE(database, name));
+CREATE UNIQUE INDEX IF NOT EXISTS tables_by_event ON tables(database, source_event)
+  WHERE source_event IS NOT NULL;
+CREATE TABLE IF NOT EXISTS columns(
+  table_id INTEGER NOT NULL, ordinal INTEGER NOT NULL, name TEXT NOT NULL, class TEXT NOT NULL,
+  source TEXT, overflow INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
+  PRIMARY KEY(table_id, ordinal), UNIQUE(table_id, name));
+CREATE UNIQUE INDEX IF NOT EXISTS columns_by_source ON columns(table_id, source, class)
+  WHERE source IS NOT NULL;
+CREATE TABLE IF NOT EXISTS partitions(
+  table_id INTEGER NOT NULL, value TEXT NOT NULL, location TEXT NOT NULL, created_at TEXT NOT NULL,
+  PRIMARY KEY(table_id, value));
+CREATE TABLE IF NOT EXISTS source_partitions(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, partition TEXT NOT NULL,
+  UNIQUE(source, partition));
+CREATE TABLE IF NOT EXISTS manifests(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, stage TEXT NOT NULL,
+  objects TEXT NOT NULL DEFAULT '[]', created_at TEXT NOT NULL, finished_at TEXT);
+CREATE TABLE IF NOT EXISTS positions(
+  sink TEXT NOT NULL, source TEXT NOT NULL, partition TEXT NOT NULL, next_offset INTEGER NOT NULL,
+  PRIMARY KEY(sink, source, partition));
+";
+
+/// The embedded catalog in one SQLite file.
+pub struct LocalCatalog {
+    conn: Mutex<Connection>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn db_err(what: &str) -> impl FnOnce(rusqlite::Error) -> EngineError + '_ {
+    move |e| EngineError::external(format!("local catalog: {what}"), e)
+}
+
+impl LocalCatalog {
+    /// Opens (and creates) the catalog file.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| EngineError::external(format!("creating {}", dir.display()), e))?;
+            }
+        }
+        let conn = Connection::open(path).map_err(db_err("opening"))?;
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(db_err("setting the busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err("setting synchronous"))?;
+        conn.execute_batch(SCHEMA).map_err(db_err("creating the schema"))?;
+        Ok(LocalCatalog {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut c = self
+            .conn
+            .lock()
+            .map_err(|_| EngineError::Internal("catalog lock poisoned".into()))?;
+        f(&mut c)
+    }
+}
+
+fn load_def(c: &Connection, table: i64) -> Result<TableDef> {
+    let (name, source_event): (String, Option<String>) = c
+        .query_row(
+            "SELECT name, source_event FROM tables WHERE id = ?1",
+            params![table],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err("reading a table"))?;
+    let mut stmt = c
+        .prepare_cached("SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 ORDER BY ordinal")
+        .map_err(db_err("reading columns"))?;
+    let columns = stmt
+        .query_map(params![table], |r| {
+            let class: String = r.get(2)?;
+            Ok(ColumnDef {
+                ordinal: r.get(0)?,
+                name: r.get(1)?,
+                class: TypeClass::parse(&class).unwrap_or(TypeClass::String),
+                source: r.get(3)?,
+            })
+        })
+        .map_err(db_err("reading columns"))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(db_err("reading columns"))?;
+    Ok(TableDef {
+        id: table,
+        name,
+        source_event,
+        columns,
+    })
+}
+
+impl Catalog for LocalCatalog {
+    fn ensure_database(&self, database: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO databases(name, created_at) VALUES (?1, ?2)",
+                params![database, now()],
+            )
+            .map_err(db_err("creating the database"))?;
+            Ok(())
+        })
+    }
+
+    fn tables(&self, database: &str) -> Result<Vec<CatalogTable>> {
+        self.with(|c| {
+            let rows: Vec<(i64, String)> = {
+                let mut stmt = c
+                    .prepare("SELECT id, location FROM tables WHERE database = ?1 ORDER BY name")
+                    .map_err(db_err("listing tables"))?;
+                let rows = stmt
+                    .query_map(params![database], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(db_err("listing tables"))?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(db_err("listing tables"))?;
+                rows
+            };
+            rows.into_iter()
+                .map(|(id, location)| {
+                    Ok(CatalogTable {
+                        def: load_def(c, id)?,
+                        location,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn partitions(&self, table_id: i64) -> Result<Vec<Partition>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT value, location FROM partitions WHERE table_id = ?1 ORDER BY value")
+                .map_err(db_err("listing partitions"))?;
+            let rows = stmt
+                .query_map(params![table_id], |r| {
+                    Ok(Partition {
+                        value: r.get(0)?,
+                        location: r.get(1)?,
+                    })
+                })
+                .map_err(db_err("listing partitions"))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(db_err("listing partitions"))?;
+            Ok(rows)
+        })
+    }
+
+    fn table(
+        &self,
+        database: &str,
+        location_for: &dyn Fn(&str) -> String,
+        source_event: Option<&str>,
+        fixed_name: Option<&str>,
+        system: &[(&str, TypeClass)],
+        propose: ProposeTable<'_>,
+    ) -> Result<TableDef> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err("starting a transaction"))?;
+            let existing: Option<i64> = match (source_event, fixed_name) {
+                (Some(ev), _) => tx
+                    .query_row(
+                        "SELECT id FROM tables WHERE database = ?1 AND source_event = ?2",
+                        params![database, ev],
+                        |r| r.get(0),
+                    )
+                    .optional(),
+                (None, Some(name)) => tx
+                    .query_row(
+                        "SELECT id FROM tables WHERE database = ?1 AND name = ?2 AND source_event IS NULL",
+                        params![database, name],
+                        |r| r.get(0),
+                    )
+                    .optional(),
+                (None, None) => Ok(None),
+            }
+            .map_err(db_err("finding a table"))?;
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    let name = match fixed_name {
+                        Some(n) => n.to_string(),
+                        None => {
+                            let taken = |n: &str| {
+                                tx.query_row(
+                                    "SELECT 1 FROM tables WHERE database = ?1 AND name = ?2",
+                                    params![database, n],
+                                    |_| Ok(()),
+                                )
+                                .optional()
+                                .map(|o| o.is_some())
+                                .unwrap_or(true)
+                            };
+                            propose(&taken)
+                        }
+                    };
+                    let ts = now();
+                    tx.execute(
+                        "INSERT INTO tables(database, name, source_event, location, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![database, name, source_event, location_for(&name), ts],
+                    )
+                    .map_err(db_err("creating a table"))?;
+                    let id = tx.last_insert_rowid();
+                    for (i, (col, class)) in system.iter().enumerate() {
+                        tx.execute(
+                            "INSERT INTO columns(table_id, ordinal, name, class, source, created_at) VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+                            params![id, i as i64, col, class.as_str(), ts],
+                        )
+                        .map_err(db_err("creating system columns"))?;
+                    }
+                    id
+                }
+            };
+            let def = load_def(&tx, id)?;
+            tx.commit().map_err(db_err("committing a table"))?;
+            Ok(def)
+        })
+    }
+
+    fn column(
+        &self,
+        table: i64,
+        raw: &str,
+        class: TypeClass,
+        max_columns: u32,
+        propose: ProposeColumn<'_>,
+    ) -> Result<ColumnAssignment> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err("starting a transaction"))?;
+            let read = |tx: &rusqlite::Transaction<'_>, sql: &str, p: &[&dyn rusqlite::ToSql]| {
+                tx.query_row(sql, p, |r| {
+                    let class: String = r.get(2)?;
+                    Ok(ColumnDef {
+                        ordinal: r.get(0)?,
+                        name: r.get(1)?,
+                        class: TypeClass::parse(&class).unwrap_or(TypeClass::String),
+                        source: r.get(3)?,
+                    })
+                })
+                .optional()
+                .map_err(db_err("reading a column"))
+            };
+            if let Some(def) = read(
+                &tx,
+                "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 AND source = ?2 AND class = ?3",
+                &[&table, &raw, &class.as_str()],
+            )? {
+                return Ok(ColumnAssignment::Column(def));
+            }
+            let count: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM columns WHERE table_id = ?1",
+                    params![table],
+                    |r| r.get(0),
+                )
+                .map_err(db_err("counting columns"))?;
+            let ts = now();
+            if count >= max_columns as i64 {
+                let overflow = read(
+                    &tx,
+                    "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 AND overflow = 1",
+                    &[&table],
+                )?;
+                let def = match overflow {
+                    Some(d) => d,
+                    None => {
+                        tx.execute(
+                            "INSERT INTO columns(table_id, ordinal, name, class, source, overflow, created_at) VALUES (?1, ?2, 'mp_properties', 'string', NULL, 1, ?3)",
+                            params![table, count, ts],
+                        )
+                        .map_err(db_err("creating mp_properties"))?;
+                        tx.execute("UPDATE tables SET version = version + 1 WHERE id = ?1", params![table])
+                            .map_err(db_err("bumping the table version"))?;
+                        ColumnDef {
+                            ordinal: count as u32,
+                            name: "mp_properties".into(),
+                            class: TypeClass::String,
+                            source: None,
+                        }
+                    }
+                };
+                tx.commit().map_err(db_err("committing a column"))?;
+                return Ok(ColumnAssignment::Overflow(def));
+            }
+            let first: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM columns WHERE table_id = ?1 AND source = ?2 ORDER BY ordinal LIMIT 1",
+                    params![table, raw],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err("reading a column"))?;
+            let taken = |n: &str| {
+                tx.query_row(
+                    "SELECT 1 FROM columns WHERE table_id = ?1 AND name = ?2",
+                    params![table, n],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|o| o.is_some())
+                .unwrap_or(true)
+            };
+            let name = propose(first.as_deref(), &taken);
+            tx.execute(
+                "INSERT INTO columns(table_id, ordinal, name, class, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![table, count, name, class.as_str(), raw, ts],
+            )
+            .map_err(db_err("creating a column"))?;
+            tx.execute("UPDATE tables SET version = version + 1 WHERE id = ?1", params![table])
+                .map_err(db_err("bumping the table version"))?;
+            tx.commit().map_err(db_err("committing a column"))?;
+            Ok(ColumnAssignment::Column(ColumnDef {
+                ordinal: count as u32,
+                name,
+                class,
+                source: Some(raw.to_string()),
+            }))
+        })
+    }
+
+    fn table_def(&self, table: i64) -> Result<TableDef> {
+        self.with(|c| load_def(c, table))
+    }
+
+    fn partition_number(&self, source: &str, partition: &str) -> Result<i64> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO source_partitions(source, partition) VALUES (?1, ?2)",
+                params![source, partition],
+            )
+            .map_err(db_err("numbering a partition"))?;
+            c.query_row(
+                "SELECT id FROM source_partitions WHERE source = ?1 AND partition = ?2",
+                params![source, partition],
+                |r| r.get(0),
+            )
+            .map_err(db_err("numbering a partition"))
+        })
+    }
+
+    fn begin_commit(&self, sink: &str) -> Result<i64> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO manifests(sink, stage, created_at) VALUES (?1, ?2, ?3)",
+                params![sink, CommitStage::Planned.as_str(), now()],
+            )
+            .map_err(db_err("starting a commit"))?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn plan_objects(&self, manifest: i64, objects: &[String]) -> Result<()> {
+        let json = serde_json::to_string(objects)
+            .map_err(|e| EngineError::Internal(format!("manifest: {e}")))?;
+        self.with(|c| {
+            c.execute(
+                "UPDATE manifests SET objects = ?2 WHERE id = ?1",
+                params![manifest, json],
+            )
+            .map_err(db_err("recording a commit's objects"))?;
+            Ok(())
+        })
+    }
+
+    fn set_stage(&self, manifest: i64, stage: CommitStage) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE manifests SET stage = ?2 WHERE id = ?1",
+                params![manifest, stage.as_str()],
+            )
+            .map_err(db_err("advancing a commit"))?;
+            Ok(())
+        })
+    }
+
+    fn finish_commit(
+        &self,
+        manifest: i64,
+        sink: &str,
+        partitions: &[NewPartition],
+        positions: &[SourcePosition],
+    ) -> Result<()> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err("starting a transaction"))?;
+            let ts = now();
+            for p in partitions {
+                tx.execute(
+                    "INSERT INTO partitions(table_id, value, location, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(table_id, value) DO UPDATE SET location = excluded.location
+                     WHERE location != excluded.location",
+                    params![p.table_id, p.value, p.location, ts],
+                )
+                .map_err(db_err("registering a partition"))?;
+            }
+            for p in positions {
+                tx.execute(
+                    "INSERT INTO positions(sink, source, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(sink, source, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                    params![sink, p.source, p.partition, p.next_offset as i64],
+                )
+                .map_err(db_err("committing a position"))?;
+            }
+            tx.execute(
+                "UPDATE manifests SET stage = ?2, finished_at = ?3 WHERE id = ?1",
+                params![manifest, CommitStage::Done.as_str(), ts],
+            )
+            .map_err(db_err("finishing a commit"))?;
+            tx.commit().map_err(db_err("finishing a commit"))
+        })
+    }
+
+    fn unfinished(&self, sink: &str) -> Result<Vec<Manifest>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT id, stage, objects FROM manifests WHERE sink = ?1 AND stage NOT IN ('done', 'abandoned') ORDER BY id")
+                .map_err(db_err("reading manifests"))?;
+            let rows = stmt
+                .query_map(params![sink], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(db_err("reading manifests"))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(db_err("reading manifests"))?;
+            rows.into_iter()
+                .map(|(id, stage, objects)| {
+                    Ok(Manifest {
+                        id,
+                        stage: CommitStage::parse(&stage).ok_or_else(|| {
+                            EngineError::Internal(format!("manifest {id} has unknown stage {stage}"))
+                        })?,
+                        objects: serde_json::from_str(&objects).map_err(|e| {
+                            EngineError::Internal(format!("manifest {id} objects: {e}"))
+                        })?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn abandon(&self, manifest: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE manifests SET stage = 'abandoned', finished_at = ?2 WHERE id = ?1",
+                params![manifest, now()],
+            )
+            .map_err(db_err("abandoning a commit"))?;
+            Ok(())
+        })
+    }
+
+    fn positions(&self, sink: &str) -> Result<HashMap<(String, String), u64>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT source, partition, next_offset FROM positions WHERE sink = ?1")
+                .map_err(db_err("reading positions"))?;
+            let rows = stmt
+                .query_map(params![sink], |r| {
+                    Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64))
+                })
+                .map_err(db_err("reading positions"))?
+                .collect::<std::result::Result<HashMap<_, _>, _>>()
+                .map_err(db_err("reading positions"))?;
+            Ok(rows)
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! Catalogs: databases, tables with typed columns, partitions with their locations, and the
+//! commit protocol's manifests and positions. The local one is an embedded SQLite database
+//! that several processes can share; Glue plugs in behind the same trait.
+
+mod local;
+mod registry;
+
+pub use local::LocalCatalog;
+pub use registry::DatasetRegistry;
+
+use std::collections::HashMap;
+
+use sluice_engine::commit::CommitStage;
+use sluice_engine::component::{ColumnAssignment, ProposeColumn, ProposeTable, TableDef};
+use sluice_engine::{Result, TypeClass};
+
+/// A table with where its files live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogTable {
+    pub def: TableDef,
+    /// URL of the table's folder.
+    pub location: String,
+}
+
+/// A partition (`mp_date` value) and its folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub value: String,
+    pub location: String,
+}
+
+/// A manifest of the commit protocol (see `sluice_engine::commit`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub id: i64,
+    pub stage: CommitStage,
+    pub objects: Vec<String>,
+}
+
+/// A partition to register when a commit finishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPartition {
+    pub table_id: i64,
+    pub value: String,
+    pub location: String,
+}
+
+/// A committed position: every offset below `next_offset` of `(source, partition)` is done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub source: String,
+    pub partition: String,
+    pub next_offset: u64,
+}
+
+/// Everything the sink and `sluice query` need from a catalog.
+pub trait Catalog: Send + Sync {
+    /// Fails with a clear error if the database is missing (Glue) or creates it (local).
+    fn ensure_database(&self, database: &str) -> Result<()>;
+    fn tables(&self, database: &str) -> Result<Vec<CatalogTable>>;
+    fn partitions(&self, table_id: i64) -> Result<Vec<Partition>>;
+
+    /// Same contract as [`sluice_engine::component::SchemaRegistry::table`].
+    fn table(
+        &self,
+        database: &str,
+        location_for: &dyn Fn(&str) -> String,
+        source_event: Option<&str>,
+        fixed_name: Option<&str>,
+        system: &[(&str, TypeClass)],
+        propose: ProposeTable<'_>,
+    ) -> Result<TableDef>;
+    /// Same contract as [`sluice_engine::component::SchemaRegistry::column`].
+    fn column(
+        &self,
+        table: i64,
+        raw: &str,
+        class: TypeClass,
+        max_columns: u32,
+        propose: ProposeColumn<'_>,
+    ) -> Result<ColumnAssignment>;
+    fn table_def(&self, table: i64) -> Result<TableDef>;
+
+    /// A stable small number for a source partition (used in object keys).
+    fn partition_number(&self, source: &str, partition: &str) -> Result<i64>;
+    /// Starts a commit: a manifest in stage `planned`, whose id names the objects.
+    fn begin_commit(&self, sink: &str) -> Result<i64>;
+    /// Records the objects the commit will write, before writing any.
+    fn plan_objects(&self, manifest: i64, objects: &[String]) -> Result<()>;
+    fn set_stage(&self, manifest: i64, stage: CommitStage) -> Result<()>;
+    /// Registers partitions and positions and marks the manifest done, in one transaction.
+    fn finish_commit(
+        &self,
+        manifest: i64,
+        sink: &str,
+        partitions: &[NewPartition],
+        positions: &[SourcePosition],
+    ) -> Result<()>;
+    /// Manifests of `sink` that are not done.
+    fn unfinished(&self, sink: &str) -> Result<Vec<Manifest>>;
+    /// Marks a rolled-back manifest as such.
+    fn abandon(&self, manifest: i64) -> Result<()>;
+    /// Committed positions of `sink`, by (source, partition).
+    fn positions(&self, sink: &str) -> Result<HashMap<(String, String), u64>>;
+}

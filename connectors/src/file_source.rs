@@ -1,0 +1,230 @@
+//! The file source: NDJSON files (plain or gzip), globs, or `-` for stdin. Each file is a
+//! partition and each line's number its offset, the role a Kafka offset plays later.
+
+use std::any::Any;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use sluice_engine::batch::{Batch, RawLines};
+use sluice_engine::component::{Source, SourceContext};
+use sluice_engine::error::ResultExt;
+use sluice_engine::registry::{BuildContext, Component, Issue};
+use sluice_engine::stats::RunStats;
+use sluice_engine::{EngineError, Result};
+
+/// Reads newline-delimited JSON from files. `.gz` files are decompressed; a glob reads every
+/// matching file in name order; `-` reads standard input. Reading resumes after the last
+/// committed line of each file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// A file, a glob such as `data/*.ndjson.gz`, or `-` for standard input.
+    pub path: String,
+    /// How lines are decoded; `mixpanel` is `{"event": ..., "properties": {...}}`.
+    #[serde(default = "default_format")]
+    pub format: String,
+}
+
+fn default_format() -> String {
+    "mixpanel".into()
+}
+
+impl Component for FileSourceConfig {
+    fn validate(&self) -> Vec<Issue> {
+        if self.path.trim().is_empty() {
+            return vec![Issue::at("path", "`path` is empty", "name a file, a glob, or - for stdin")];
+        }
+        if self.path != "-" && glob::Pattern::new(&self.path).is_err() {
+            return vec![Issue::at(
+                "path",
+                format!("`{}` is not a valid glob", self.path),
+                "escape [ and ] in file names, or name the file without a pattern",
+            )];
+        }
+        vec![]
+    }
+    fn describe(&self) -> String {
+        format!("{} ({})", self.path, self.format)
+    }
+    fn format(&self) -> Option<&str> {
+        Some(&self.format)
+    }
+    fn build_source(&self, cx: &BuildContext) -> Result<Box<dyn Source>> {
+        Ok(Box::new(FileSource {
+            pattern: self.path.clone(),
+            files: Vec::new(),
+            current: None,
+            stats: cx.stats.clone(),
+        }))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct Input {
+    path: Option<PathBuf>,
+    partition: u32,
+    start: u64,
+}
+
+struct Open {
+    reader: Box<dyn BufRead + Send>,
+    partition: u32,
+    start: u64,
+    next: u64,
+    label: String,
+}
+
+pub struct FileSource {
+    pattern: String,
+    files: Vec<Input>,
+    current: Option<Open>,
+    stats: Arc<RunStats>,
+}
+
+/// The files a pattern names, in order.
+pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
+    let is_glob = pattern.contains(['*', '?', '[']);
+    if !is_glob {
+        let p = PathBuf::from(pattern);
+        if !p.exists() {
+            return Err(EngineError::config(
+                format!("file source: `{pattern}` does not exist"),
+                "check the path (relative paths start from the current directory)",
+            ));
+        }
+        return Ok(vec![p]);
+    }
+    let mut out: Vec<PathBuf> = glob::glob(pattern)
+        .map_err(|e| EngineError::config(format!("bad glob `{pattern}`: {e}"), "fix the pattern"))?
+        .filter_map(|r| r.ok())
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(EngineError::config(
+            format!("file source: no file matches `{pattern}`"),
+            "check the pattern (relative paths start from the current directory)",
+        ));
+    }
+    Ok(out)
+}
+
+impl Source for FileSource {
+    fn open(&mut self, cx: &SourceContext) -> Result<()> {
+        if self.pattern == "-" {
+            let partition = cx.partitions.intern(&cx.name, "-");
+            self.files.push(Input {
+                path: None,
+                partition,
+                start: 0,
+            });
+        } else {
+            for p in expand(&self.pattern)? {
+                let key = std::fs::canonicalize(&p)
+                    .context(|| format!("resolving {}", p.display()))?
+                    .display()
+                    .to_string();
+                let partition = cx.partitions.intern(&cx.name, &key);
+                let start = cx.start.get(&key).copied().unwrap_or(0);
+                self.files.push(Input {
+                    path: Some(p),
+                    partition,
+                    start,
+                });
+            }
+        }
+        self.files.reverse();
+        Ok(())
+    }
+
+    fn next_batch(&mut self, max_lines: usize) -> Result<Option<Batch>> {
+        loop {
+            if self.current.is_none() {
+                let Some(input) = self.files.pop() else {
+                    return Ok(None);
+                };
+                self.current = Some(open(input)?);
+            }
+            let Some(cur) = self.current.as_mut() else {
+                continue;
+            };
+            let mut raw = RawLines {
+                partition: cur.partition,
+                ..Default::default()
+            };
+            let mut eof = false;
+            let mut bytes = 0u64;
+            while raw.lines.len() < max_lines {
+                let start = raw.buf.len();
+                let n = cur
+                    .reader
+                    .read_until(b'\n', &mut raw.buf)
+                    .context(|| format!("reading {}", cur.label))?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                bytes += n as u64;
+                let offset = cur.next;
+                cur.next += 1;
+                if offset < cur.start {
+                    raw.buf.truncate(start);
+                    continue;
+                }
+                let mut end = raw.buf.len();
+                if raw.buf[start..end].ends_with(b"\n") {
+                    end -= 1;
+                }
+                raw.lines.push((offset, start as u32, end as u32));
+            }
+            RunStats::add(&self.stats.lines_read, raw.lines.len() as u64);
+            RunStats::add(&self.stats.bytes_read, bytes);
+            metrics::counter!("sluice_source_lines_total").increment(raw.lines.len() as u64);
+            let batch = Batch {
+                progress: vec![(cur.partition, cur.next)],
+                raw,
+                ..Default::default()
+            };
+            if eof {
+                tracing::debug!(file = %cur.label, lines = cur.next, "finished reading");
+                self.current = None;
+            }
+            return Ok(Some(batch));
+        }
+    }
+}
+
+fn open(input: Input) -> Result<Open> {
+    let (reader, label): (Box<dyn Read + Send>, String) = match &input.path {
+        None => (Box::new(std::io::stdin()), "stdin".to_string()),
+        Some(p) => {
+            let mut f = File::open(p).context(|| format!("opening {}", p.display()))?;
+            let mut magic = [0u8; 2];
+            let n = f.read(&mut magic).context(|| format!("reading {}", p.display()))?;
+            drop(f);
+            let f = File::open(p).context(|| format!("opening {}", p.display()))?;
+            let gz = n == 2 && magic == [0x1f, 0x8b];
+            let r: Box<dyn Read + Send> = if gz {
+                Box::new(MultiGzDecoder::new(f))
+            } else {
+                Box::new(f)
+            };
+            (r, p.display().to_string())
+        }
+    };
+    Ok(Open {
+        reader: Box::new(BufReader::with_capacity(1 << 20, reader)),
+        partition: input.partition,
+        start: input.start,
+        next: 0,
+        label,
+    })
+}

@@ -1,0 +1,260 @@
+//! Settings of the `parquet` sink.
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use sluice_engine::component::{SchemaRegistry, Sink};
+use sluice_engine::registry::{BuildContext, Capability, Component, Issue};
+use sluice_engine::units::{parse_bytes, parse_duration};
+use sluice_engine::Result;
+
+use super::sink::LakeSink;
+use crate::catalog::{Catalog, DatasetRegistry, LocalCatalog};
+use crate::store::{LocalStore, ObjectStore};
+
+/// Writes events as Parquet files laid out as SPEC §7.1 says
+/// (`<prefix>/<project_id>/<table>/<YYYY>/<MM>/<DD>/`) and registers tables, columns and
+/// `mp_date` partitions in a catalog. Files roll on size and age; each commit makes the
+/// objects, the catalog and the source positions advance together, so a restart after any
+/// crash leaves every event exactly once.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// The Mixpanel project id: the top folder of the dataset.
+    pub project_id: u64,
+    /// Where files go.
+    pub store: StoreConfig,
+    /// Folder prefix inside the store (`s3_prefix`); none by default.
+    #[serde(default)]
+    pub prefix: String,
+    /// Where tables and partitions are registered.
+    pub catalog: CatalogConfig,
+    /// `snappy` (default), `zstd` or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// When files roll.
+    #[serde(default)]
+    pub roll: RollConfig,
+}
+
+/// The object store.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// A local directory.
+    Local {
+        /// The directory (created if missing).
+        path: PathBuf,
+    },
+}
+
+/// The catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CatalogConfig {
+    /// The embedded catalog: one SQLite file that several local processes can share.
+    Local {
+        /// The catalog file (created if missing).
+        path: PathBuf,
+        /// The database the tables belong to (`glue_database`).
+        database: String,
+    },
+}
+
+/// Parquet compression.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Snappy,
+    Zstd,
+    None,
+}
+
+/// When files roll. Every roll on age commits what the sink holds, even when no new event
+/// arrives.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollConfig {
+    /// A window's file is closed once this big (estimated before compression).
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: String,
+    /// Everything held is committed this long after its first event arrived.
+    #[serde(default = "default_max_age")]
+    pub max_age: String,
+    /// Everything held is committed early when buffers reach this size.
+    #[serde(default = "default_max_buffer")]
+    pub max_buffer: String,
+}
+
+fn default_max_file_size() -> String {
+    "128MiB".into()
+}
+fn default_max_age() -> String {
+    "60s".into()
+}
+fn default_max_buffer() -> String {
+    "512MiB".into()
+}
+
+impl Default for RollConfig {
+    fn default() -> Self {
+        RollConfig {
+            max_file_size: default_max_file_size(),
+            max_age: default_max_age(),
+            max_buffer: default_max_buffer(),
+        }
+    }
+}
+
+/// The roll settings, parsed.
+#[derive(Clone, Copy, Debug)]
+pub struct Roll {
+    pub max_file_bytes: u64,
+    pub max_age: Duration,
+    pub max_buffer_bytes: u64,
+}
+
+impl RollConfig {
+    pub fn parse(&self) -> std::result::Result<Roll, Vec<Issue>> {
+        let mut issues = Vec::new();
+        let bytes = |key: &str, v: &str, issues: &mut Vec<Issue>| match parse_bytes(v) {
+            Ok(0) => {
+                issues.push(Issue::at(key, format!("`{v}` must be above zero"), "write e.g. 128MiB"));
+                0
+            }
+            Ok(n) => n,
+            Err(m) => {
+                issues.push(Issue::at(key, m, "write e.g. 128MiB"));
+                0
+            }
+        };
+        let max_file_bytes = bytes("roll.max_file_size", &self.max_file_size, &mut issues);
+        let max_buffer_bytes = bytes("roll.max_buffer", &self.max_buffer, &mut issues);
+        let max_age = match parse_duration(&self.max_age) {
+            Ok(d) if d.is_zero() => {
+                issues.push(Issue::at("roll.max_age", "max_age must be above zero", "write e.g. 60s"));
+                d
+            }
+            Ok(d) => d,
+            Err(m) => {
+                issues.push(Issue::at("roll.max_age", m, "write e.g. 60s or 5m"));
+                Duration::ZERO
+            }
+        };
+        if issues.is_empty() {
+            Ok(Roll {
+                max_file_bytes,
+                max_age,
+                max_buffer_bytes,
+            })
+        } else {
+            Err(issues)
+        }
+    }
+}
+
+/// An opened dataset: store, catalog, and where its tables live.
+pub struct Dataset {
+    pub store: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub database: String,
+    /// `<prefix>/<project_id>/` (no leading slash).
+    pub base_key: String,
+    pub prefix: String,
+}
+
+impl ParquetSinkConfig {
+    /// Opens the store and the catalog.
+    pub fn open_dataset(&self) -> Result<Dataset> {
+        let store: Arc<dyn ObjectStore> = match &self.store {
+            StoreConfig::Local { path } => Arc::new(LocalStore::open(path)?),
+        };
+        let (catalog, database): (Arc<dyn Catalog>, String) = match &self.catalog {
+            CatalogConfig::Local { path, database } => {
+                (Arc::new(LocalCatalog::open(path)?), database.clone())
+            }
+        };
+        catalog.ensure_database(&database)?;
+        let prefix = self.prefix.trim_matches('/').to_string();
+        let base_key = if prefix.is_empty() {
+            format!("{}/", self.project_id)
+        } else {
+            format!("{prefix}/{}/", self.project_id)
+        };
+        Ok(Dataset {
+            store,
+            catalog,
+            database,
+            base_key,
+            prefix,
+        })
+    }
+}
+
+impl Component for ParquetSinkConfig {
+    fn validate(&self) -> Vec<Issue> {
+        let mut issues = self.roll.parse().err().unwrap_or_default();
+        let CatalogConfig::Local { database, .. } = &self.catalog;
+        if database.is_empty()
+            || !database
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            issues.push(Issue::at(
+                "catalog.database",
+                format!("`{database}` is not a valid database name"),
+                "use lowercase letters, digits and _",
+            ));
+        }
+        if self.prefix.contains("//") || self.prefix.contains("..") {
+            issues.push(Issue::at("prefix", "the prefix has `//` or `..`", "write it like exports/mixpanel"));
+        }
+        issues
+    }
+    fn requires(&self) -> &'static [Capability] {
+        &[Capability::Columns, Capability::Dates]
+    }
+    fn describe(&self) -> String {
+        let StoreConfig::Local { path } = &self.store;
+        let CatalogConfig::Local { database, .. } = &self.catalog;
+        format!("{} -> database {database}", path.display())
+    }
+    fn dataset(&self) -> Option<String> {
+        let CatalogConfig::Local { path, database } = &self.catalog;
+        Some(format!("local:{}#{database}", path.display()))
+    }
+    fn open_schema_registry(&self) -> Option<Result<Arc<dyn SchemaRegistry>>> {
+        Some(self.open_dataset().map(|d| {
+            let base_url = d.store.url(&d.base_key);
+            Arc::new(DatasetRegistry {
+                catalog: d.catalog,
+                database: d.database,
+                base_url,
+            }) as Arc<dyn SchemaRegistry>
+        }))
+    }
+    fn build_sink(&self, cx: &BuildContext) -> Result<Box<dyn Sink>> {
+        let roll = self.roll.parse().map_err(|issues| {
+            sluice_engine::EngineError::config(
+                issues.iter().map(|i| i.message.clone()).collect::<Vec<_>>().join("; "),
+                "fix the roll settings",
+            )
+        })?;
+        Ok(Box::new(LakeSink::new(
+            cx.name.clone(),
+            self.open_dataset()?,
+            roll,
+            self.compression,
+            cx.stats.clone(),
+        )))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

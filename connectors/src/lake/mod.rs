@@ -1,0 +1,11 @@
+//! The windowed Parquet sink: rows buffered per (table, `mp_date`) window, files rolled on size
+//! and age, and each epoch committed with its objects, catalog partitions and source positions
+//! as one unit.
+
+mod config;
+mod sink;
+mod window;
+
+pub use config::{CatalogConfig, Compression, ParquetSinkConfig, RollConfig, StoreConfig};
+pub use sink::LakeSink;
+pub use window::{arrow_schema, Window};

@@ -1,0 +1,424 @@
+//! The sink's commit cycle.
+//!
+//! An *epoch* is everything received since the last commit. Committing it:
+//! 1. seal every window into Parquet bytes (the table's schema is already in the catalog:
+//!    `type-infer` registers a column before any event that uses it gets here);
+//! 2. start a manifest, then record the object keys it will write (stage `planned`);
+//! 3. write the objects, each atomically;
+//! 4. in one catalog transaction: register new partitions, advance the source positions,
+//!    mark the manifest done.
+//!
+//! On open, unfinished manifests are resolved by `sluice_engine::commit::decide`. Events at
+//! positions already committed are dropped on arrival, so re-reading after a crash writes
+//! each event once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_engine::batch::{Batch, DeadLetter};
+use sluice_engine::commit::{decide, CommitStage, Observed, Recovery};
+use sluice_engine::component::{Sink, SinkContext, TableDef};
+use sluice_engine::runtime::Partitions;
+use sluice_engine::stats::RunStats;
+use sluice_engine::{EngineError, Result};
+
+use super::config::{Dataset, Roll};
+use super::window::{SystemColumns, Window};
+use super::Compression;
+use crate::catalog::{NewPartition, SourcePosition};
+
+struct Sealed {
+    first: sluice_engine::Position,
+    seq: u32,
+    bytes: Vec<u8>,
+    table_id: i64,
+    date: i32,
+    rows: usize,
+    table: String,
+}
+
+pub struct LakeSink {
+    name: String,
+    ds: Dataset,
+    roll: Roll,
+    compression: Compression,
+    stats: Arc<RunStats>,
+    partitions: Arc<Partitions>,
+    defs: HashMap<i64, (TableDef, SystemColumns)>,
+    windows: HashMap<(i64, i32), Window>,
+    sealed: Vec<Sealed>,
+    dead: Vec<DeadLetter>,
+    /// Positions accounted for in this epoch, by partition number.
+    progress: HashMap<u32, u64>,
+    /// Committed positions, by (source, partition key), and resolved per partition number.
+    committed_by_key: HashMap<(String, String), u64>,
+    committed: HashMap<u32, u64>,
+    partition_numbers: HashMap<u32, i64>,
+    epoch_started: Option<Instant>,
+    held_bytes: u64,
+    /// Unique within the catalog: the database and the sink's name.
+    sink_id: String,
+}
+
+impl LakeSink {
+    pub fn new(
+        name: String,
+        ds: Dataset,
+        roll: Roll,
+        compression: Compression,
+        stats: Arc<RunStats>,
+    ) -> Self {
+        let sink_id = format!("{}/{}", ds.database, name);
+        LakeSink {
+            name,
+            ds,
+            roll,
+            compression,
+            stats,
+            partitions: Arc::new(Partitions::default()),
+            defs: HashMap::new(),
+            windows: HashMap::new(),
+            sealed: Vec::new(),
+            dead: Vec::new(),
+            progress: HashMap::new(),
+            committed_by_key: HashMap::new(),
+            committed: HashMap::new(),
+            partition_numbers: HashMap::new(),
+            epoch_started: None,
+            held_bytes: 0,
+            sink_id,
+        }
+    }
+
+    fn committed_offset(&mut self, partition: u32) -> u64 {
+        if let Some(v) = self.committed.get(&partition) {
+            return *v;
+        }
+        let v = self
+            .partitions
+            .get(partition)
+            .and_then(|k| self.committed_by_key.get(&k).copied())
+            .unwrap_or(0);
+        self.committed.insert(partition, v);
+        v
+    }
+
+    fn def(&mut self, table_id: i64, need: u32) -> Result<(TableDef, SystemColumns)> {
+        let fresh = match self.defs.get(&table_id) {
+            Some((d, _)) => (d.columns.len() as u32) <= need,
+            None => true,
+        };
+        if fresh {
+            let d = self.ds.catalog.table_def(table_id)?;
+            let sys = SystemColumns::of(&d)?;
+            self.defs.insert(table_id, (d, sys));
+        }
+        self.defs
+            .get(&table_id)
+            .cloned()
+            .ok_or_else(|| EngineError::Internal("table definition vanished".into()))
+    }
+
+    fn object_key(&mut self, table: &str, date: i32, first_partition: u32, first_offset: u64, manifest: i64, seq: u32) -> Result<String> {
+        let d = date_string(date);
+        let (y, rest) = d.split_at(4);
+        let (m, dd) = (&rest[1..3], &rest[4..6]);
+        let pnum = match self.partition_numbers.get(&first_partition) {
+            Some(n) => *n,
+            None => {
+                let (source, key) = self.partitions.get(first_partition).ok_or_else(|| {
+                    EngineError::Internal(format!("unknown partition {first_partition}"))
+                })?;
+                let n = self.ds.catalog.partition_number(&source, &key)?;
+                self.partition_numbers.insert(first_partition, n);
+                n
+            }
+        };
+        Ok(format!(
+            "{}{table}/{y}/{m}/{dd}/full_day-{manifest:08}-{pnum}-{first_offset}-{seq}.parquet",
+            self.ds.base_key
+        ))
+    }
+
+    fn seal(&mut self, key: (i64, i32)) -> Result<()> {
+        let Some(mut w) = self.windows.remove(&key) else {
+            return Ok(());
+        };
+        if w.rows > 0 {
+            let (def, _) = self.def(key.0, 0)?;
+            let first = w.first.ok_or_else(|| EngineError::Internal("window without a first row".into()))?;
+            let seq = w.seq;
+            let rows = w.rows;
+            let bytes = w.encode(&def, self.compression)?;
+            self.sealed.push(Sealed {
+                first,
+                seq,
+                bytes,
+                table_id: key.0,
+                date: key.1,
+                rows,
+                table: def.name.clone(),
+            });
+        }
+        self.windows.insert(key, w);
+        Ok(())
+    }
+
+    fn has_work(&self) -> bool {
+        self.epoch_started.is_some()
+    }
+
+    /// Commits the epoch (see the module docs).
+    fn commit(&mut self) -> Result<()> {
+        if !self.has_work() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let manifest = self.ds.catalog.begin_commit(&self.sink_id)?;
+        let keys: Vec<(i64, i32)> = self.windows.keys().copied().collect();
+        for k in keys {
+            self.seal(k)?;
+        }
+        let sealed = std::mem::take(&mut self.sealed);
+        let mut objects = Vec::with_capacity(sealed.len() + 1);
+        for s in &sealed {
+            objects.push(self.object_key(&s.table, s.date, s.first.partition, s.first.offset, manifest, s.seq)?);
+        }
+        self.sealed = sealed;
+        let dead_key = if self.dead.is_empty() {
+            None
+        } else {
+            let prefix = if self.ds.prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", self.ds.prefix)
+            };
+            let k = format!("{prefix}_dead_letters/{}/dead-{manifest:08}.ndjson", self.name);
+            objects.push(k.clone());
+            Some(k)
+        };
+        self.ds.catalog.plan_objects(manifest, &objects)?;
+
+        let mut bytes_written = 0u64;
+        for (s, key) in self.sealed.iter().zip(&objects) {
+            self.ds.store.put(key, &s.bytes)?;
+            bytes_written += s.bytes.len() as u64;
+        }
+        if let Some(k) = &dead_key {
+            let mut text = String::new();
+            for d in &self.dead {
+                let (source, partition) = self.partitions.get(d.pos.partition).unwrap_or_default();
+                let line = serde_json::json!({
+                    "reason": d.reason,
+                    "source": source,
+                    "partition": partition,
+                    "offset": d.pos.offset,
+                    "raw": d.raw,
+                });
+                text.push_str(&line.to_string());
+                text.push('\n');
+            }
+            self.ds.store.put(k, text.as_bytes())?;
+            bytes_written += text.len() as u64;
+        }
+        self.ds.catalog.set_stage(manifest, CommitStage::ObjectsWritten)?;
+
+        let mut parts: Vec<NewPartition> = Vec::new();
+        for s in &self.sealed {
+            if parts.iter().any(|p| p.table_id == s.table_id && p.value == date_string(s.date)) {
+                continue;
+            }
+            let d = date_string(s.date);
+            let folder = format!("{}{}/{}/{}/{}/", self.ds.base_key, s.table, &d[0..4], &d[5..7], &d[8..10]);
+            parts.push(NewPartition {
+                table_id: s.table_id,
+                value: d,
+                location: self.ds.store.url(&folder),
+            });
+        }
+        let mut positions = Vec::new();
+        for (p, next) in &self.progress {
+            let (source, key) = self
+                .partitions
+                .get(*p)
+                .ok_or_else(|| EngineError::Internal(format!("unknown partition {p}")))?;
+            positions.push(SourcePosition {
+                source,
+                partition: key,
+                next_offset: *next,
+            });
+        }
+        self.ds
+            .catalog
+            .finish_commit(manifest, &self.sink_id, &parts, &positions)?;
+
+        // Committed: account for it.
+        for s in &self.sealed {
+            self.stats.add_rows(&self.name, &s.table, s.rows as u64);
+            metrics::counter!("sluice_sink_rows_total", "sink" => self.name.clone(), "table" => s.table.clone())
+                .increment(s.rows as u64);
+        }
+        let files = self.sealed.len() as u64 + u64::from(dead_key.is_some());
+        RunStats::add(&self.stats.files_written, files);
+        RunStats::add(&self.stats.bytes_written, bytes_written);
+        RunStats::add(&self.stats.dead_letters, self.dead.len() as u64);
+        RunStats::add(&self.stats.commits, 1);
+        metrics::counter!("sluice_sink_files_total", "sink" => self.name.clone()).increment(files);
+        metrics::counter!("sluice_sink_bytes_total", "sink" => self.name.clone()).increment(bytes_written);
+        metrics::counter!("sluice_dead_letters_total", "sink" => self.name.clone())
+            .increment(self.dead.len() as u64);
+        metrics::histogram!("sluice_commit_seconds", "sink" => self.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        for (p, next) in self.progress.drain() {
+            self.committed.insert(p, next);
+        }
+        tracing::info!(
+            sink = %self.name,
+            manifest,
+            files,
+            rows = self.sealed.iter().map(|s| s.rows).sum::<usize>(),
+            dead_letters = self.dead.len(),
+            "committed"
+        );
+        self.sealed.clear();
+        self.dead.clear();
+        self.windows.clear();
+        self.held_bytes = 0;
+        self.epoch_started = None;
+        Ok(())
+    }
+}
+
+/// `YYYY-MM-DD` of days since 1970-01-01.
+pub fn date_string(days: i32) -> String {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (epoch + chrono::Duration::days(days as i64))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+impl Sink for LakeSink {
+    fn open(&mut self, cx: &SinkContext) -> Result<()> {
+        self.partitions = cx.partitions.clone();
+        for m in self.ds.catalog.unfinished(&self.sink_id)? {
+            let mut present = Vec::new();
+            let mut missing = Vec::new();
+            for o in &m.objects {
+                if self.ds.store.exists(o)? {
+                    present.push(o.clone());
+                } else {
+                    missing.push(o.clone());
+                }
+            }
+            let decision = decide(&Observed {
+                stage: m.stage,
+                present,
+                missing,
+                owner: true,
+            });
+            tracing::warn!(sink = %self.name, manifest = m.id, ?decision, "recovering an interrupted commit");
+            match decision {
+                Recovery::Nothing => self.ds.catalog.abandon(m.id)?,
+                Recovery::RollBack { delete } => {
+                    for k in delete {
+                        self.ds.store.delete(&k)?;
+                    }
+                    self.ds.catalog.abandon(m.id)?;
+                }
+                Recovery::RollForward | Recovery::Fenced => {
+                    // The local catalog registers partitions and positions in one transaction,
+                    // so a manifest never stops between them.
+                    return Err(EngineError::Internal(format!(
+                        "manifest {} is in stage {} which the local catalog never leaves",
+                        m.id,
+                        m.stage.as_str()
+                    )));
+                }
+                Recovery::Inconsistent { reason } => {
+                    return Err(EngineError::Internal(format!("manifest {}: {reason}", m.id)))
+                }
+            }
+        }
+        self.committed_by_key = self.ds.catalog.positions(&self.sink_id)?;
+        Ok(())
+    }
+
+    fn committed(&self, source: &str) -> Result<HashMap<String, u64>> {
+        Ok(self
+            .committed_by_key
+            .iter()
+            .filter(|((s, _), _)| s == source)
+            .map(|((_, k), v)| (k.clone(), *v))
+            .collect())
+    }
+
+    fn write(&mut self, batch: Batch) -> Result<()> {
+        let mut skipped = 0u64;
+        for e in batch.events {
+            if e.pos.offset < self.committed_offset(e.pos.partition) {
+                skipped += 1;
+                continue;
+            }
+            let (Some(table), Some(date)) = (&e.table, e.date) else {
+                return Err(EngineError::Internal(
+                    "an event reached the sink without a table or a date".into(),
+                ));
+            };
+            let need = e
+                .props
+                .iter()
+                .filter(|p| p.column != sluice_engine::batch::NO_COLUMN)
+                .map(|p| p.column)
+                .max()
+                .unwrap_or(0);
+            let (def, sys) = self.def(table.id, need)?;
+            let key = (table.id, date);
+            let w = self.windows.entry(key).or_insert_with(|| Window::new(table.id, date));
+            let before = w.bytes;
+            w.push(&e, &def, sys)?;
+            self.held_bytes += (w.bytes - before) as u64;
+            if w.bytes as u64 >= self.roll.max_file_bytes {
+                // Roll on size: the file is kept until the epoch commits.
+                self.seal(key)?;
+            }
+        }
+        for d in batch.dead {
+            if d.pos.offset < self.committed_offset(d.pos.partition) {
+                skipped += 1;
+                continue;
+            }
+            self.held_bytes += d.raw.len() as u64;
+            self.dead.push(d);
+        }
+        RunStats::add(&self.stats.already_committed, skipped);
+        RunStats::add(&self.stats.filtered, batch.filtered);
+        for (p, next) in batch.progress {
+            let cur = self.committed_offset(p);
+            if next > cur {
+                let e = self.progress.entry(p).or_insert(0);
+                *e = (*e).max(next);
+                if self.epoch_started.is_none() {
+                    self.epoch_started = Some(Instant::now());
+                }
+            }
+        }
+        if self.held_bytes >= self.roll.max_buffer_bytes {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, now: Instant) -> Result<()> {
+        if let Some(s) = self.epoch_started {
+            if now.duration_since(s) >= self.roll.max_age {
+                self.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.commit()
+    }
+}

@@ -1,0 +1,290 @@
+//! One (table, `mp_date`) window: rows buffered column by column in Arrow builders, then
+//! encoded to a Parquet file. Null padding is lazy: a column catches up only when it gets a
+//! value, so an event costs its filled properties, not the table's width.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    new_null_array, ArrayRef, BooleanBuilder, Float64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use sluice_engine::batch::{Event, Position, Value};
+use sluice_engine::component::TableDef;
+use sluice_engine::{EngineError, Result, TypeClass};
+
+use super::config::Compression;
+
+/// The Arrow type of a column class; `time` is TIMESTAMP(MICROS, UTC) (SPEC §12 D2).
+pub fn arrow_type(class: TypeClass) -> DataType {
+    match class {
+        TypeClass::String => DataType::Utf8,
+        TypeClass::Number => DataType::Float64,
+        TypeClass::Boolean => DataType::Boolean,
+        TypeClass::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+/// The Arrow schema of a table's files (without the `mp_date` partition column).
+pub fn arrow_schema(def: &TableDef) -> SchemaRef {
+    Arc::new(Schema::new(
+        def.columns
+            .iter()
+            .map(|c| Field::new(&c.name, arrow_type(c.class), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+enum Builder {
+    Str(StringBuilder),
+    Num(Float64Builder),
+    Bool(BooleanBuilder),
+    Time(TimestampMicrosecondBuilder),
+}
+
+struct Column {
+    b: Builder,
+    len: usize,
+}
+
+impl Column {
+    fn new(class: TypeClass) -> Self {
+        let b = match class {
+            TypeClass::String => Builder::Str(StringBuilder::new()),
+            TypeClass::Number => Builder::Num(Float64Builder::new()),
+            TypeClass::Boolean => Builder::Bool(BooleanBuilder::new()),
+            TypeClass::Timestamp => {
+                Builder::Time(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+        };
+        Column { b, len: 0 }
+    }
+
+    fn pad(&mut self, row: usize) {
+        let n = row - self.len;
+        if n > 0 {
+            match &mut self.b {
+                Builder::Str(b) => b.append_nulls(n),
+                Builder::Num(b) => b.append_nulls(n),
+                Builder::Bool(b) => b.append_nulls(n),
+                Builder::Time(b) => b.append_nulls(n),
+            }
+            self.len = row;
+        }
+    }
+
+    fn push_str(&mut self, row: usize, s: &str) -> Result<()> {
+        self.pad(row);
+        match &mut self.b {
+            Builder::Str(b) => b.append_value(s),
+            _ => return Err(EngineError::Internal("a string for a non-string column".into())),
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    fn push(&mut self, row: usize, v: &Value) -> Result<usize> {
+        self.pad(row);
+        let size = match (&mut self.b, v) {
+            (Builder::Str(b), Value::String(s) | Value::Json(s)) => {
+                b.append_value(s);
+                s.len() + 4
+            }
+            (Builder::Num(b), Value::Number(n)) => {
+                b.append_value(*n);
+                8
+            }
+            (Builder::Bool(b), Value::Bool(x)) => {
+                b.append_value(*x);
+                1
+            }
+            _ => {
+                return Err(EngineError::Internal(format!(
+                    "value {v:?} does not fit its column's type"
+                )))
+            }
+        };
+        self.len += 1;
+        Ok(size)
+    }
+
+    fn push_time(&mut self, row: usize, us: i64) -> Result<()> {
+        self.pad(row);
+        match &mut self.b {
+            Builder::Time(b) => b.append_value(us),
+            _ => return Err(EngineError::Internal("time column is not a timestamp".into())),
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self, rows: usize) -> ArrayRef {
+        self.pad(rows);
+        match &mut self.b {
+            Builder::Str(b) => Arc::new(b.finish()),
+            Builder::Num(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Time(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Where the system columns of a table are.
+#[derive(Clone, Copy, Debug)]
+pub struct SystemColumns {
+    pub event_name: Option<usize>,
+    pub time: usize,
+    pub distinct_id: usize,
+}
+
+impl SystemColumns {
+    pub fn of(def: &TableDef) -> Result<Self> {
+        let find = |n: &str| {
+            def.columns
+                .iter()
+                .position(|c| c.source.is_none() && c.name == n)
+        };
+        Ok(SystemColumns {
+            event_name: find("mp_event_name"),
+            time: find("time").ok_or_else(|| {
+                EngineError::Internal(format!("table {} has no time column", def.name))
+            })?,
+            distinct_id: find("distinct_id").ok_or_else(|| {
+                EngineError::Internal(format!("table {} has no distinct_id column", def.name))
+            })?,
+        })
+    }
+}
+
+/// Rows of one (table, date) buffered for the next file.
+pub struct Window {
+    pub table_id: i64,
+    pub date: i32,
+    columns: Vec<Option<Column>>,
+    pub rows: usize,
+    /// Estimated bytes of the values held.
+    pub bytes: usize,
+    /// Position of the first row held.
+    pub first: Option<Position>,
+    /// Files already rolled from this window in the current epoch.
+    pub seq: u32,
+}
+
+impl Window {
+    pub fn new(table_id: i64, date: i32) -> Self {
+        Window {
+            table_id,
+            date,
+            columns: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            first: None,
+            seq: 0,
+        }
+    }
+
+    fn col(&mut self, ordinal: usize, def: &TableDef) -> Result<&mut Column> {
+        if self.columns.len() <= ordinal {
+            self.columns.resize_with(ordinal + 1, || None);
+        }
+        let class = def
+            .columns
+            .get(ordinal)
+            .map(|c| c.class)
+            .ok_or_else(|| EngineError::Internal(format!("column {ordinal} unknown in {}", def.name)))?;
+        Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class)))
+    }
+
+    /// Appends one event; `def` must know every column the event uses.
+    pub fn push(&mut self, e: &Event, def: &TableDef, sys: SystemColumns) -> Result<()> {
+        let row = self.rows;
+        if self.first.is_none() {
+            self.first = Some(e.pos);
+        }
+        let mut bytes = 16;
+        if let Some(i) = sys.event_name {
+            self.col(i, def)?.push_str(row, e.name.raw())?;
+            bytes += e.name.raw().len();
+        }
+        self.col(sys.time, def)?.push_time(row, e.time_us)?;
+        if let Some(d) = &e.distinct_id {
+            self.col(sys.distinct_id, def)?.push_str(row, d)?;
+            bytes += d.len();
+        }
+        let mut overflow: Option<(usize, serde_json::Map<String, serde_json::Value>)> = None;
+        for p in &e.props {
+            if p.column == sluice_engine::batch::NO_COLUMN {
+                continue;
+            }
+            if p.overflow {
+                let (_, map) = overflow.get_or_insert_with(|| (p.column as usize, Default::default()));
+                map.insert(p.name.raw().to_string(), to_json(&p.value));
+                continue;
+            }
+            bytes += self.col(p.column as usize, def)?.push(row, &p.value)?;
+        }
+        if let Some((ordinal, map)) = overflow {
+            let text = serde_json::Value::Object(map).to_string();
+            bytes += text.len();
+            self.col(ordinal, def)?.push_str(row, &text)?;
+        }
+        self.rows += 1;
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    /// Encodes the rows held as one Parquet file with `def`'s columns, and empties the window.
+    pub fn encode(&mut self, def: &TableDef, compression: Compression) -> Result<Vec<u8>> {
+        let schema = arrow_schema(def);
+        let rows = self.rows;
+        let mut arrays = Vec::with_capacity(def.columns.len());
+        for (i, field) in schema.fields().iter().enumerate() {
+            let col = self.columns.get_mut(i).and_then(|c| c.as_mut());
+            arrays.push(match col {
+                Some(c) => c.finish(rows),
+                None => new_null_array(field.data_type(), rows),
+            });
+        }
+        let batch = RecordBatch::try_new(schema.clone(), arrays)
+            .map_err(|e| EngineError::Internal(format!("building a record batch: {e}")))?;
+        let codec = match compression {
+            Compression::Snappy => PqCompression::SNAPPY,
+            Compression::Zstd => PqCompression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
+            Compression::None => PqCompression::UNCOMPRESSED,
+        };
+        let props = WriterProperties::builder()
+            .set_compression(codec)
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let mut buf = Vec::with_capacity(self.bytes / 3 + 1024);
+        let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))
+            .map_err(|e| EngineError::Internal(format!("starting a Parquet file: {e}")))?;
+        w.write(&batch)
+            .map_err(|e| EngineError::Internal(format!("encoding Parquet: {e}")))?;
+        w.close()
+            .map_err(|e| EngineError::Internal(format!("closing a Parquet file: {e}")))?;
+        self.columns.clear();
+        self.rows = 0;
+        self.bytes = 0;
+        self.first = None;
+        self.seq += 1;
+        Ok(buf)
+    }
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Number(n) => serde_json::Number::from_f64(*n)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.clone())),
+    }
+}

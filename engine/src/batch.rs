@@ -1,0 +1,193 @@
+//! What flows between components: batches of events, never one event per message.
+
+use std::sync::{Arc, OnceLock};
+
+/// Where an event came from: a source partition (a Kafka partition, one input file) and the
+/// offset in it (a Kafka offset, a line number). Partitions are numbered per run by
+/// [`crate::runtime::Partitions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// A property or event name as it arrived, with its cleaned form computed once per distinct
+/// name (by the `clean-name` operator), not once per event.
+#[derive(Debug)]
+pub struct Name {
+    raw: Box<str>,
+    clean: OnceLock<Box<str>>,
+}
+
+pub type NameRef = Arc<Name>;
+
+impl Name {
+    pub fn new(raw: &str) -> Self {
+        Name {
+            raw: raw.into(),
+            clean: OnceLock::new(),
+        }
+    }
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+    /// The cleaned name, once `clean-name` has seen it.
+    pub fn clean(&self) -> Option<&str> {
+        self.clean.get().map(|s| &**s)
+    }
+    /// Sets the cleaned name with `f` if it is not set yet; returns it.
+    pub fn clean_with(&self, f: impl FnOnce(&str) -> String) -> &str {
+        self.clean.get_or_init(|| f(&self.raw).into_boxed_str())
+    }
+}
+
+/// The type class a value belongs to; it decides the column (SPEC §4, §12 D6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TypeClass {
+    String,
+    Number,
+    Boolean,
+    /// Only the system column `time`.
+    Timestamp,
+}
+
+impl TypeClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypeClass::String => "string",
+            TypeClass::Number => "number",
+            TypeClass::Boolean => "boolean",
+            TypeClass::Timestamp => "timestamp",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "string" => TypeClass::String,
+            "number" => TypeClass::Number,
+            "boolean" => TypeClass::Boolean,
+            "timestamp" => TypeClass::Timestamp,
+            _ => return None,
+        })
+    }
+    /// The Glue / Hive type of a column of this class in Parquet tables.
+    pub fn glue_type(self) -> &'static str {
+        match self {
+            TypeClass::String => "string",
+            TypeClass::Number => "double",
+            TypeClass::Boolean => "boolean",
+            TypeClass::Timestamp => "timestamp",
+        }
+    }
+}
+
+/// A property value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    /// An array or object, as JSON text (raw until `stringify-nested` makes it compact).
+    Json(String),
+}
+
+impl Value {
+    /// The class of the value; `None` for null, which never creates a column (§12 D6).
+    pub fn class(&self) -> Option<TypeClass> {
+        match self {
+            Value::Null => None,
+            Value::Bool(_) => Some(TypeClass::Boolean),
+            Value::Number(_) => Some(TypeClass::Number),
+            Value::String(_) | Value::Json(_) => Some(TypeClass::String),
+        }
+    }
+}
+
+/// Sentinel for a property that has no column yet.
+pub const NO_COLUMN: u32 = u32::MAX;
+
+/// One property of an event, and the column it was given by `type-infer`.
+#[derive(Clone, Debug)]
+pub struct Prop {
+    pub name: NameRef,
+    pub value: Value,
+    /// Column ordinal in the event's table, or [`NO_COLUMN`].
+    pub column: u32,
+    /// The table's column limit was reached: the value goes into `mp_properties`.
+    pub overflow: bool,
+}
+
+/// The table an event goes to, as the schema registry assigned it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TableRef {
+    pub id: i64,
+    pub name: String,
+}
+
+/// One decoded event.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// The event name as it arrived.
+    pub name: NameRef,
+    /// UTC time of the event, in microseconds since the epoch.
+    pub time_us: i64,
+    pub distinct_id: Option<String>,
+    pub props: Vec<Prop>,
+    /// Set by `type-infer`.
+    pub table: Option<Arc<TableRef>>,
+    /// The calendar day in the project timezone, as days since 1970-01-01; set by
+    /// `partition-by-date`.
+    pub date: Option<i32>,
+    pub pos: Position,
+}
+
+/// A line that could not become an event, with why, and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    pub pos: Position,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// Raw input lines, as a source reads them, before decoding.
+#[derive(Clone, Debug, Default)]
+pub struct RawLines {
+    pub buf: Vec<u8>,
+    /// (offset, start, end) of each line in `buf`.
+    pub lines: Vec<(u64, u32, u32)>,
+    pub partition: u32,
+}
+
+impl RawLines {
+    pub fn iter(&self) -> impl Iterator<Item = (Position, &[u8])> {
+        self.lines.iter().map(move |&(offset, s, e)| {
+            (
+                Position {
+                    partition: self.partition,
+                    offset,
+                },
+                &self.buf[s as usize..e as usize],
+            )
+        })
+    }
+}
+
+/// The unit of data between components.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// Undecoded lines from a source; the decoder empties it into `events` and `dead`.
+    pub raw: RawLines,
+    pub events: Vec<Event>,
+    pub dead: Vec<DeadLetter>,
+    /// Events dropped on purpose by filters (counted, not dead letters).
+    pub filtered: u64,
+    /// For each partition this batch touches: every offset below this value has been accounted
+    /// for by this batch or an earlier one (rows, dead letters or filtered).
+    pub progress: Vec<(u32, u64)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.raw.lines.is_empty() && self.events.is_empty() && self.dead.is_empty()
+    }
+}

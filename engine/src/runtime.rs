@@ -1,0 +1,542 @@
+//! Running a topology: threads, bounded channels, operator chaining, ordered parallelism.
+//!
+//! - Each source reads on its own thread and sends batches of raw lines.
+//! - Operators are fused into tasks: a chain of single-input, single-consumer operators runs
+//!   in one task with no channel between them. A task whose operators can all be forked (they
+//!   depend on the batch alone) runs on every worker thread and puts the batches back in input
+//!   order before sending them on, so "first seen" stays input order (SPEC §12 D15). Other
+//!   tasks run on one thread.
+//! - Every channel is bounded: a slow sink slows the sources, and memory stays bounded by
+//!   (channels × capacity × batch size).
+//! - A sink runs on its own thread and is polled even when no data comes, so rolls on age fire.
+//! - The end of input is the closing of channels: when a component's inputs are all closed, it
+//!   finishes and closes its outputs. A failure anywhere stops the sources; sinks then do not
+//!   commit what they hold, and the error is returned.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+
+use crate::batch::Batch;
+use crate::component::{Operator, SchemaRegistry, Sink, SinkContext, Source, SourceContext};
+use crate::error::{EngineError, Result};
+use crate::registry::{BuildContext, Registry, Role};
+use crate::stats::RunStats;
+use crate::topology::Topology;
+
+/// Numbers the partitions of a run: (source, partition key) <-> a small integer that events
+/// carry in their [`crate::Position`].
+#[derive(Debug, Default)]
+pub struct Partitions {
+    inner: RwLock<PartitionsInner>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionsInner {
+    names: Vec<(String, String)>,
+    ids: HashMap<(String, String), u32>,
+}
+
+impl Partitions {
+    pub fn intern(&self, source: &str, key: &str) -> u32 {
+        if let Ok(r) = self.inner.read() {
+            if let Some(id) = r.ids.get(&(source.to_string(), key.to_string())) {
+                return *id;
+            }
+        }
+        let mut w = match self.inner.write() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        let k = (source.to_string(), key.to_string());
+        if let Some(id) = w.ids.get(&k) {
+            return *id;
+        }
+        let id = w.names.len() as u32;
+        w.names.push(k.clone());
+        w.ids.insert(k, id);
+        id
+    }
+    /// (source, partition key) of a partition number.
+    pub fn get(&self, id: u32) -> Option<(String, String)> {
+        self.inner
+            .read()
+            .ok()
+            .and_then(|r| r.names.get(id as usize).cloned())
+    }
+}
+
+/// Shared state of a run: the stop flag (signals, failures) and the first failure.
+#[derive(Default)]
+pub struct RunControl {
+    pub stop: Arc<AtomicBool>,
+    fatal: Mutex<Option<EngineError>>,
+}
+
+impl RunControl {
+    pub fn new(stop: Arc<AtomicBool>) -> Self {
+        RunControl {
+            stop,
+            fatal: Mutex::new(None),
+        }
+    }
+    fn fail(&self, e: EngineError) {
+        tracing::error!(error = %e, "stopping the run");
+        if let Ok(mut f) = self.fatal.lock() {
+            if f.is_none() {
+                *f = Some(e);
+            }
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+    fn failed(&self) -> bool {
+        self.fatal.lock().map(|f| f.is_some()).unwrap_or(true)
+    }
+    fn take(&self) -> Option<EngineError> {
+        self.fatal.lock().ok().and_then(|mut f| f.take())
+    }
+}
+
+struct Stage {
+    names: Vec<String>,
+    ops: Vec<Box<dyn Operator>>,
+}
+
+impl Stage {
+    fn process(&mut self, batch: &mut Batch) -> Result<()> {
+        for (name, op) in self.names.iter().zip(self.ops.iter_mut()) {
+            let before = batch.events.len() + batch.raw.lines.len();
+            op.process(batch)?;
+            metrics::counter!("sluice_operator_events_in_total", "operator" => name.clone())
+                .increment(before as u64);
+            metrics::counter!("sluice_operator_events_out_total", "operator" => name.clone())
+                .increment(batch.events.len() as u64);
+        }
+        Ok(())
+    }
+    fn fork(&self) -> Option<Stage> {
+        let ops = self
+            .ops
+            .iter()
+            .map(|o| o.fork())
+            .collect::<Option<Vec<_>>>()?;
+        Some(Stage {
+            names: self.names.clone(),
+            ops,
+        })
+    }
+}
+
+fn send_all(outputs: &[Sender<Batch>], batch: Batch) -> bool {
+    let n = outputs.len();
+    let mut batch = Some(batch);
+    for (i, out) in outputs.iter().enumerate() {
+        let b = if i + 1 == n {
+            batch.take()
+        } else {
+            batch.clone()
+        };
+        if let Some(b) = b {
+            if out.send(b).is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Builds and runs `topology` until its bounded sources end or `control.stop` is set.
+///
+/// # Errors
+/// The first failure of any component; what was committed before it stays committed.
+pub fn run(
+    topology: &Topology,
+    registry: &Registry,
+    control: Arc<RunControl>,
+    stats: Arc<RunStats>,
+) -> Result<()> {
+    let partitions = Arc::new(Partitions::default());
+    let cap = topology.runtime.channel_capacity.max(1);
+    let workers = match topology.runtime.workers {
+        0 => thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+
+    // Schema registries of the datasets sinks own.
+    let mut schema_registries: HashMap<String, Arc<dyn SchemaRegistry>> = HashMap::new();
+    for n in topology.nodes.iter().filter(|n| n.role == Role::Sink) {
+        if let Some(r) = n.component.open_schema_registry() {
+            schema_registries.insert(n.name.clone(), r?);
+        }
+    }
+    let cx_for = |name: &str, schema_registry: Option<Arc<dyn SchemaRegistry>>| BuildContext {
+        name: name.to_string(),
+        schema_registry,
+        partitions: partitions.clone(),
+        stats: stats.clone(),
+    };
+
+    // Sinks first: they recover interrupted commits and know where sources must start.
+    let mut sinks: BTreeMap<String, Box<dyn Sink>> = BTreeMap::new();
+    for n in topology.nodes.iter().filter(|n| n.role == Role::Sink) {
+        let mut sink = n.component.build_sink(&cx_for(&n.name, None))?;
+        sink.open(&SinkContext {
+            name: n.name.clone(),
+            partitions: partitions.clone(),
+            stats: stats.clone(),
+        })?;
+        sinks.insert(n.name.clone(), sink);
+    }
+
+    let mut operators: HashMap<String, Box<dyn Operator>> = HashMap::new();
+    for n in topology.nodes.iter().filter(|n| n.role == Role::Operator) {
+        let reg = if n.component.needs_schema_registry() {
+            let sink = topology
+                .downstream_sinks(&n.name)
+                .into_iter()
+                .find(|s| schema_registries.contains_key(&s.name))
+                .ok_or_else(|| {
+                    EngineError::config(
+                        format!("`{}` feeds no sink with a catalog", n.name),
+                        "connect it to a parquet sink",
+                    )
+                })?;
+            schema_registries.get(&sink.name).cloned()
+        } else {
+            None
+        };
+        operators.insert(n.name.clone(), n.component.build_operator(&cx_for(&n.name, reg))?);
+    }
+
+    let mut sources: Vec<(String, Box<dyn Source>, Box<dyn Operator>)> = Vec::new();
+    for n in topology.nodes.iter().filter(|n| n.role == Role::Source) {
+        let mut source = n.component.build_source(&cx_for(&n.name, None))?;
+        let format = n.component.format().unwrap_or("mixpanel");
+        let decoder = registry.decoder(format).ok_or_else(|| {
+            EngineError::config(
+                format!("source `{}`: unknown format `{format}`", n.name),
+                format!("use one of: {}", registry.formats().join(", ")),
+            )
+        })?;
+        let mut start: HashMap<String, u64> = HashMap::new();
+        let downstream = topology.downstream_sinks(&n.name);
+        for (i, s) in downstream.iter().enumerate() {
+            let committed = sinks
+                .get(&s.name)
+                .map(|k| k.committed(&n.name))
+                .transpose()?
+                .unwrap_or_default();
+            if i == 0 {
+                start = committed;
+            } else {
+                start.retain(|k, v| match committed.get(k) {
+                    Some(c) => {
+                        *v = (*v).min(*c);
+                        true
+                    }
+                    None => false,
+                });
+            }
+        }
+        source.open(&SourceContext {
+            name: n.name.clone(),
+            partitions: partitions.clone(),
+            start,
+            stats: stats.clone(),
+        })?;
+        sources.push((n.name.clone(), source, decoder()));
+    }
+
+    // Plan tasks: fuse chains of single-input operators with a single consumer.
+    struct TaskPlan {
+        head: String,
+        members: Vec<String>,
+        stage: Stage,
+        parallel: bool,
+        input: Option<Receiver<Batch>>,
+        outputs: Vec<String>,
+    }
+    let consumers = |name: &str| -> Vec<String> {
+        topology
+            .consumers(name)
+            .into_iter()
+            .map(|n| n.name.clone())
+            .collect()
+    };
+    let mut plans: Vec<TaskPlan> = Vec::new();
+    let mut placed: Vec<String> = Vec::new();
+    let extend = |plan: &mut TaskPlan,
+                  operators: &mut HashMap<String, Box<dyn Operator>>,
+                  placed: &mut Vec<String>| {
+        loop {
+            let tail = plan.members.last().cloned().unwrap_or_else(|| plan.head.clone());
+            let next = consumers(&tail);
+            if next.len() != 1 {
+                plan.outputs = next;
+                return;
+            }
+            let c = &next[0];
+            let Some(node) = topology.node(c) else { return };
+            let fusible = node.role == Role::Operator
+                && node.inputs.len() == 1
+                && !placed.contains(c)
+                && operators
+                    .get(c)
+                    .map(|o| !plan.parallel || o.fork().is_some())
+                    .unwrap_or(false);
+            if !fusible {
+                plan.outputs = next;
+                return;
+            }
+            if let Some(op) = operators.remove(c) {
+                plan.stage.names.push(c.clone());
+                plan.stage.ops.push(op);
+                plan.members.push(c.clone());
+                placed.push(c.clone());
+            }
+        }
+    };
+    let mut channels: HashMap<String, (Sender<Batch>, Receiver<Batch>)> = HashMap::new();
+    let mut source_threads = Vec::new();
+    for (name, source, decoder) in sources {
+        let (tx, rx) = bounded::<Batch>(cap);
+        let mut plan = TaskPlan {
+            head: name.clone(),
+            members: Vec::new(),
+            stage: Stage {
+                names: vec![format!("{name}.decode")],
+                ops: vec![decoder],
+            },
+            parallel: true,
+            input: Some(rx),
+            outputs: Vec::new(),
+        };
+        extend(&mut plan, &mut operators, &mut placed);
+        plans.push(plan);
+        source_threads.push((name, source, tx));
+    }
+    let op_names: Vec<String> = topology
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Operator)
+        .map(|n| n.name.clone())
+        .collect();
+    for name in op_names {
+        if placed.contains(&name) {
+            continue;
+        }
+        let Some(op) = operators.remove(&name) else {
+            continue;
+        };
+        placed.push(name.clone());
+        let parallel = op.fork().is_some();
+        let mut plan = TaskPlan {
+            head: name.clone(),
+            members: vec![name.clone()],
+            stage: Stage {
+                names: vec![name.clone()],
+                ops: vec![op],
+            },
+            parallel,
+            input: None,
+            outputs: Vec::new(),
+        };
+        extend(&mut plan, &mut operators, &mut placed);
+        let (tx, rx) = bounded::<Batch>(cap);
+        plan.input = Some(rx);
+        channels.insert(name, (tx, rx_clone_placeholder()));
+        plans.push(plan);
+    }
+    for name in sinks.keys() {
+        let (tx, rx) = bounded::<Batch>(cap);
+        channels.insert(name.clone(), (tx, rx));
+    }
+    // Task heads keep their receiver in the plan; fix up the senders map.
+    let mut senders: HashMap<String, Sender<Batch>> = HashMap::new();
+    let mut sink_inputs: HashMap<String, Receiver<Batch>> = HashMap::new();
+    for (name, (tx, rx)) in channels {
+        if sinks.contains_key(&name) {
+            sink_inputs.insert(name.clone(), rx);
+        }
+        senders.insert(name, tx);
+    }
+    let outputs_of = |outs: &[String]| -> Result<Vec<Sender<Batch>>> {
+        outs.iter()
+            .map(|o| {
+                senders
+                    .get(o)
+                    .cloned()
+                    .ok_or_else(|| EngineError::Internal(format!("no channel for `{o}`")))
+            })
+            .collect()
+    };
+
+    let mut handles = Vec::new();
+    let batch_size = topology.runtime.batch_size.max(1);
+    for (name, mut source, tx) in source_threads {
+        let control = control.clone();
+        handles.push(spawn(&format!("src-{name}"), move || {
+            while !control.stop.load(Ordering::SeqCst) {
+                match source.next_batch(batch_size) {
+                    Ok(Some(b)) => {
+                        if tx.send(b).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        control.fail(e);
+                        break;
+                    }
+                }
+            }
+        })?);
+    }
+    for plan in plans {
+        let outputs = outputs_of(&plan.outputs)?;
+        let Some(input) = plan.input else { continue };
+        let control = control.clone();
+        let label = plan.head.clone();
+        if plan.parallel && workers > 1 {
+            spawn_parallel(&label, plan.stage, workers, cap, input, outputs, control, &mut handles)?;
+        } else {
+            let mut stage = plan.stage;
+            handles.push(spawn(&format!("op-{label}"), move || {
+                for mut batch in input.iter() {
+                    if let Err(e) = stage.process(&mut batch) {
+                        control.fail(e);
+                        return;
+                    }
+                    if !send_all(&outputs, batch) {
+                        return;
+                    }
+                }
+            })?);
+        }
+    }
+    drop(senders);
+    for (name, mut sink) in sinks {
+        let Some(input) = sink_inputs.remove(&name) else {
+            continue;
+        };
+        let control = control.clone();
+        handles.push(spawn(&format!("sink-{name}"), move || {
+            let every = sink.poll_interval();
+            let mut next_poll = Instant::now() + every;
+            loop {
+                let now = Instant::now();
+                let wait = next_poll.saturating_duration_since(now);
+                match input.recv_timeout(wait) {
+                    Ok(batch) => {
+                        if let Err(e) = sink.write(batch) {
+                            control.fail(e);
+                            return;
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                let now = Instant::now();
+                if now >= next_poll {
+                    next_poll = now + every;
+                    if let Err(e) = sink.poll(now) {
+                        control.fail(e);
+                        return;
+                    }
+                }
+            }
+            if control.failed() {
+                tracing::warn!(sink = %name, "not committing after a failure upstream");
+                return;
+            }
+            if let Err(e) = sink.finish() {
+                control.fail(e);
+            }
+        })?);
+    }
+    for h in handles {
+        if h.join().is_err() {
+            control.fail(EngineError::Internal("a worker thread panicked".into()));
+        }
+    }
+    match control.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+// Operator tasks get their receiver when planned; the map only needs the sender side.
+fn rx_clone_placeholder() -> Receiver<Batch> {
+    crossbeam_channel::never()
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|e| EngineError::external("starting a thread", e))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_parallel(
+    label: &str,
+    stage: Stage,
+    workers: usize,
+    cap: usize,
+    input: Receiver<Batch>,
+    outputs: Vec<Sender<Batch>>,
+    control: Arc<RunControl>,
+    handles: &mut Vec<thread::JoinHandle<()>>,
+) -> Result<()> {
+    let (work_tx, work_rx) = bounded::<(u64, Batch)>(cap);
+    let (done_tx, done_rx) = bounded::<(u64, Batch)>(cap + workers);
+    handles.push(spawn(&format!("disp-{label}"), move || {
+        for (seq, batch) in input.iter().enumerate() {
+            if work_tx.send((seq as u64, batch)).is_err() {
+                return;
+            }
+        }
+    })?);
+    let mut stages = vec![stage];
+    while stages.len() < workers {
+        match stages[0].fork() {
+            Some(s) => stages.push(s),
+            None => break,
+        }
+    }
+    for (i, mut stage) in stages.into_iter().enumerate() {
+        let work_rx = work_rx.clone();
+        let done_tx = done_tx.clone();
+        let control = control.clone();
+        handles.push(spawn(&format!("work-{label}-{i}"), move || {
+            for (seq, mut batch) in work_rx.iter() {
+                if let Err(e) = stage.process(&mut batch) {
+                    control.fail(e);
+                    return;
+                }
+                if done_tx.send((seq, batch)).is_err() {
+                    return;
+                }
+            }
+        })?);
+    }
+    drop(done_tx);
+    handles.push(spawn(&format!("order-{label}"), move || {
+        let mut next = 0u64;
+        let mut pending: BTreeMap<u64, Batch> = BTreeMap::new();
+        for (seq, batch) in done_rx.iter() {
+            pending.insert(seq, batch);
+            while let Some(b) = pending.remove(&next) {
+                next += 1;
+                if !send_all(&outputs, b) {
+                    return;
+                }
+            }
+        }
+    })?);
+    Ok(())
+}

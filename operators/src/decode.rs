@@ -1,0 +1,305 @@
+//! The `mixpanel` decoder: raw lines to events, invalid lines to dead letters (SPEC §2.1).
+//!
+//! JSON is parsed lazily with sonic-rs: top-level keys are scanned, nested values are kept as
+//! their raw text (no DOM is built), and property names are interned so that everything done
+//! per name downstream is done once per distinct name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
+
+use sluice_engine::batch::{Batch, DeadLetter, Event, Name, NameRef, Position, Prop, Value, NO_COLUMN};
+use sluice_engine::component::Operator;
+use sluice_engine::Result;
+
+/// Times above this are milliseconds (SPEC §2.1).
+const MS_THRESHOLD: f64 = 1e11;
+
+type Hasher = foldhash::fast::RandomState;
+
+/// Interns names: the same raw name always gives the same [`NameRef`] within one decoder.
+#[derive(Default)]
+pub struct Interner {
+    names: HashMap<Box<str>, (u32, NameRef), Hasher>,
+}
+
+impl Interner {
+    fn get(&mut self, raw: &str) -> (u32, NameRef) {
+        if let Some((id, n)) = self.names.get(raw) {
+            return (*id, n.clone());
+        }
+        let id = self.names.len() as u32;
+        let n = Arc::new(Name::new(raw));
+        self.names.insert(raw.into(), (id, n.clone()));
+        (id, n)
+    }
+}
+
+/// Decodes Mixpanel event lines: `{"event": NAME, "properties": {"time": .., ...}}`.
+#[derive(Default)]
+pub struct MixpanelDecoder {
+    interner: Interner,
+    /// Per name id: (event number, index in props) of its last occurrence, for duplicate keys.
+    seen: Vec<(u64, u32)>,
+    event_no: u64,
+}
+
+/// Makes the decoder; registered as format `mixpanel`.
+pub fn mixpanel_decoder() -> Box<dyn Operator> {
+    Box::new(MixpanelDecoder::default())
+}
+
+enum Outcome {
+    Event(Event),
+    Dead(String),
+}
+
+impl MixpanelDecoder {
+    fn decode(&mut self, pos: Position, line: &[u8]) -> Outcome {
+        let line = trim(line);
+        if line.is_empty() {
+            return Outcome::Dead("empty line".into());
+        }
+        if line[0] != b'{' {
+            return Outcome::Dead(if sonic_rs::from_slice::<sonic_rs::Value>(line).is_ok() {
+                "not a JSON object".into()
+            } else {
+                "invalid JSON".into()
+            });
+        }
+        let mut name: Option<LazyValue<'_>> = None;
+        let mut props: Option<LazyValue<'_>> = None;
+        for item in sonic_rs::to_object_iter(line) {
+            match item {
+                Ok((k, v)) => match &*k {
+                    "event" => name = Some(v),
+                    "properties" => props = Some(v),
+                    _ => {}
+                },
+                Err(e) => return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string()))),
+            }
+        }
+        let name = match name {
+            None => return Outcome::Dead("missing event name (`event`)".into()),
+            Some(v) => match v.as_str() {
+                Some("") => return Outcome::Dead("empty event name".into()),
+                Some(s) => self.interner.get(s).1,
+                None => return Outcome::Dead("event name is not a string".into()),
+            },
+        };
+        let Some(props_v) = props else {
+            return Outcome::Dead("missing `properties`".into());
+        };
+        if props_v.get_type() != JsonType::Object {
+            return Outcome::Dead("`properties` is not an object".into());
+        }
+        self.event_no += 1;
+        let mut time: Option<LazyValue<'_>> = None;
+        let mut distinct_id: Option<String> = None;
+        let mut out: Vec<Prop> = Vec::with_capacity(32);
+        let raw_props = props_v.as_raw_str();
+        for item in sonic_rs::to_object_iter(raw_props) {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string()))),
+            };
+            match &*k {
+                "time" => {
+                    time = Some(v);
+                    continue;
+                }
+                "distinct_id" => {
+                    distinct_id = match v.get_type() {
+                        JsonType::Null => None,
+                        JsonType::String => v.as_str().map(str::to_string),
+                        _ => Some(v.as_raw_str().to_string()),
+                    };
+                    continue;
+                }
+                _ => {}
+            }
+            let value = match v.get_type() {
+                JsonType::Null => Value::Null,
+                JsonType::Boolean => Value::Bool(v.as_bool().unwrap_or(false)),
+                JsonType::Number => match v.as_f64() {
+                    Some(f) => Value::Number(f),
+                    None => Value::String(v.as_raw_str().to_string()),
+                },
+                JsonType::String => Value::String(v.as_str().unwrap_or_default().to_string()),
+                JsonType::Array | JsonType::Object => Value::Json(v.as_raw_str().to_string()),
+            };
+            let (id, key) = self.interner.get(&k);
+            let id = id as usize;
+            if self.seen.len() <= id {
+                self.seen.resize(id + 1, (0, 0));
+            }
+            let (no, idx) = self.seen[id];
+            if no == self.event_no {
+                // A repeated key: the last value wins, as in JSON parsers generally.
+                out[idx as usize].value = value;
+            } else {
+                self.seen[id] = (self.event_no, out.len() as u32);
+                out.push(Prop {
+                    name: key,
+                    value,
+                    column: NO_COLUMN,
+                    overflow: false,
+                });
+            }
+        }
+        let time_us = match time {
+            None => return Outcome::Dead("missing `properties.time`".into()),
+            Some(t) => match t.get_type() {
+                JsonType::Number => match t.as_f64() {
+                    Some(f) if f.is_finite() && f >= 0.0 => {
+                        if f > MS_THRESHOLD {
+                            (f * 1000.0) as i64
+                        } else {
+                            (f * 1_000_000.0) as i64
+                        }
+                    }
+                    _ => return Outcome::Dead("`properties.time` is not a usable epoch time".into()),
+                },
+                _ => return Outcome::Dead("`properties.time` is not a number".into()),
+            },
+        };
+        Outcome::Event(Event {
+            name,
+            time_us,
+            distinct_id,
+            props: out,
+            table: None,
+            date: None,
+            pos,
+        })
+    }
+}
+
+fn trim(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = line {
+        if last.is_ascii_whitespace() {
+            line = rest;
+        } else {
+            break;
+        }
+    }
+    while let [first, rest @ ..] = line {
+        if first.is_ascii_whitespace() {
+            line = rest;
+        } else {
+            break;
+        }
+    }
+    line
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+impl Operator for MixpanelDecoder {
+    fn process(&mut self, batch: &mut Batch) -> Result<()> {
+        let raw = std::mem::take(&mut batch.raw);
+        batch.events.reserve(raw.lines.len());
+        for (pos, line) in raw.iter() {
+            match self.decode(pos, line) {
+                Outcome::Event(e) => batch.events.push(e),
+                Outcome::Dead(reason) => batch.dead.push(DeadLetter {
+                    pos,
+                    reason,
+                    raw: String::from_utf8_lossy(line).into_owned(),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    fn fork(&self) -> Option<Box<dyn Operator>> {
+        Some(Box::new(MixpanelDecoder::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::batch::RawLines;
+
+    fn decode_lines(lines: &[&str]) -> Batch {
+        let mut raw = RawLines::default();
+        for (i, l) in lines.iter().enumerate() {
+            let s = raw.buf.len() as u32;
+            raw.buf.extend_from_slice(l.as_bytes());
+            raw.lines.push((i as u64, s, raw.buf.len() as u32));
+        }
+        let mut b = Batch {
+            raw,
+            ..Default::default()
+        };
+        MixpanelDecoder::default().process(&mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn decodes_an_event() {
+        let b = decode_lines(&[
+            r#"{"event":"Signed up","properties":{"time":1602611311,"distinct_id":"u-42","$city":"Paris","n":1.5,"ok":true,"cart":[{"sku":"A1"}],"none":null}}"#,
+        ]);
+        assert!(b.dead.is_empty(), "{:?}", b.dead);
+        let e = &b.events[0];
+        assert_eq!(e.name.raw(), "Signed up");
+        assert_eq!(e.time_us, 1_602_611_311_000_000);
+        assert_eq!(e.distinct_id.as_deref(), Some("u-42"));
+        let vals: Vec<(&str, &Value)> = e.props.iter().map(|p| (p.name.raw(), &p.value)).collect();
+        assert_eq!(
+            vals,
+            vec![
+                ("$city", &Value::String("Paris".into())),
+                ("n", &Value::Number(1.5)),
+                ("ok", &Value::Bool(true)),
+                ("cart", &Value::Json(r#"[{"sku":"A1"}]"#.into())),
+                ("none", &Value::Null),
+            ]
+        );
+    }
+
+    #[test]
+    fn milliseconds_and_numeric_distinct_ids() {
+        let b = decode_lines(&[r#"{"event":"a","properties":{"time":1602611311123,"distinct_id":42}}"#]);
+        assert_eq!(b.events[0].time_us, 1_602_611_311_123_000);
+        assert_eq!(b.events[0].distinct_id.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last_value() {
+        let b = decode_lines(&[r#"{"event":"a","properties":{"time":1,"k":1,"k":"two"}}"#]);
+        assert_eq!(b.events[0].props.len(), 1);
+        assert_eq!(b.events[0].props[0].value, Value::String("two".into()));
+    }
+
+    #[test]
+    fn invalid_lines_are_dead_letters_with_reasons() {
+        let b = decode_lines(&[
+            "{not json",
+            r#"{"event": "No Properties"}"#,
+            r#"{"properties": {"time": 1700000000, "distinct_id": "u"}}"#,
+            r#"{"event": "Bad Time", "properties": {"time": "yesterday"}}"#,
+            r#"{"event": 42, "properties": {"time": 1700000000}}"#,
+            r#"[1,2]"#,
+            r#"{"event": "x", "properties": {"distinct_id": "u"}}"#,
+            "",
+        ]);
+        assert!(b.events.is_empty());
+        let reasons: Vec<&str> = b.dead.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 8);
+        assert!(reasons[0].starts_with("invalid JSON"), "{reasons:?}");
+        assert_eq!(reasons[1], "missing `properties`");
+        assert_eq!(reasons[2], "missing event name (`event`)");
+        assert_eq!(reasons[3], "`properties.time` is not a number");
+        assert_eq!(reasons[4], "event name is not a string");
+        assert_eq!(reasons[5], "not a JSON object");
+        assert_eq!(reasons[6], "missing `properties.time`");
+        assert_eq!(reasons[7], "empty line");
+        assert_eq!(b.dead[3].pos.offset, 3);
+    }
+}

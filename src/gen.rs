@@ -1,0 +1,267 @@
+//! `sluice gen`: realistic Mixpanel events, deterministic for a seed.
+//!
+//! Default properties as the SDKs send them, custom properties with awkward names, nested
+//! objects and arrays, type conflicts, unicode, times in seconds and milliseconds, late events,
+//! and an adjustable share of malformed lines. The same arguments always give the same bytes:
+//! the generator uses its own SplitMix64 rather than a library RNG whose stream may change
+//! between versions.
+
+use std::io::Write;
+
+/// Generator settings.
+#[derive(Clone, Debug)]
+pub struct GenOptions {
+    pub events: u64,
+    pub seed: u64,
+    /// Share of malformed lines (not JSON, no name, no usable time, ...).
+    pub bad_fraction: f64,
+    /// Share of events arriving hours or days late.
+    pub late_fraction: f64,
+    /// Share of events whose time is in milliseconds.
+    pub ms_fraction: f64,
+    /// First event time, epoch seconds.
+    pub start: i64,
+    /// Days the events span.
+    pub days: f64,
+    pub users: u64,
+    /// No awkward names and no type conflicts (for peers that reject them).
+    pub clean: bool,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        GenOptions {
+            events: 1000,
+            seed: 7,
+            bad_fraction: 0.0,
+            late_fraction: 0.01,
+            ms_fraction: 0.1,
+            start: 1_700_000_000,
+            days: 1.0,
+            users: 5000,
+            clean: false,
+        }
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn f(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+    fn hex(&mut self, n: usize) -> String {
+        const H: &[u8] = b"0123456789abcdef";
+        (0..n).map(|_| H[self.below(16) as usize] as char).collect()
+    }
+}
+
+const EVENTS: &[&str] = &[
+    "Page View", "$mp_web_page_view", "$identify", "Sign Up", "Signed In", "Log Out", "Add To Cart",
+    "Checkout Started", "Purchase", "Refund", "Search", "Search Results Viewed", "Video Play",
+    "Video Completed", "Button Clicked", "App Open", "$ae_session", "Error", "API Error (5xx)",
+    "Plan Upgraded", "Invite Sent", "Notification Opened", "Share", "Comment Posted", "File Uploaded",
+    "Export CSV", "Settings Changed", "Onboarding-Complete", "cloud.route", "SearchEvent",
+    "BrowseV2ToggleNodeEvent", "clickProduct", "Café Visited", "ÜberEvent", "1st Launch", "order",
+    "Trial Started", "Coupon Applied", "Payment Failed", "Support Ticket Opened",
+];
+const CITIES: &[&str] = &[
+    "San Francisco", "New York", "London", "Paris", "Berlin", "São Paulo", "Tokyo", "東京", "Mumbai",
+    "Zürich", "Kraków", "Reykjavík", "Lagos", "Sydney", "Toronto", "Москва",
+];
+const COUNTRIES: &[&str] = &["US", "US", "GB", "FR", "DE", "BR", "JP", "JP", "IN", "CH", "PL", "IS", "NG", "AU", "CA", "RU"];
+const BROWSERS: &[&str] = &["Chrome", "Safari", "Firefox", "Edge", "Mobile Safari", "Samsung Internet"];
+const OSES: &[&str] = &["Windows", "Mac OS X", "iOS", "Android", "Linux", "Chrome OS"];
+const LIBS: &[&str] = &["web", "iphone", "android", "python", "node", "ruby", "java", "go"];
+const PLANS: &[&str] = &["free", "pro", "team", "enterprise", "trial"];
+const WORDS: &[&str] = &[
+    "alpha", "beta", "gamma", "delta", "naïve", "façade", "emoji 🎉", "quote \"x\"", "back\\slash",
+    "tab\there", "line\nbreak", "中文",
+];
+const ODD_NAMES: &[&str] = &[
+    "Plan Type", "item-price", "Price ($)", "café", "1st_visit", "timestamp", "order", "user", "XY",
+    "Xy", "a.b.c", "$$weird", "UPPER CASE", "  padded  ", "emoji_🎉", "Ünïcödé key", "constraint",
+    "type", "select", "with/slash", "semi;colon", "tab\tname", "dup name", "Dup Name", "Time",
+];
+const BAD_LINES: &[&str] = &[
+    "{not json",
+    r#"{"event": "No Properties"}"#,
+    r#"{"properties": {"time": 1700000000, "distinct_id": "u"}}"#,
+    r#"{"event": "Bad Time", "properties": {"time": "yesterday", "distinct_id": "u"}}"#,
+    r#"{"event": 42, "properties": {"time": 1700000000}}"#,
+    r#"["an", "array"]"#,
+    r#"{"event": "No Time", "properties": {"distinct_id": "u"}}"#,
+];
+
+fn s(v: &str) -> serde_json::Value {
+    serde_json::Value::String(v.to_string())
+}
+
+/// One event as a JSON object (property order is insertion order).
+fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let name = {
+        // A heavy head: the first events dominate, as in real product analytics.
+        let x = r.f();
+        let i = ((x * x * x) * EVENTS.len() as f64) as usize;
+        EVENTS[i.min(EVENTS.len() - 1)]
+    };
+    let span = (o.days * 86_400.0) as i64;
+    let mut t = o.start + (span as f64 * seq as f64 / o.events.max(1) as f64) as i64 + r.range(-30, 30);
+    if r.f() < o.late_fraction {
+        t -= r.pick(&[3600, 7200, 6 * 3600, 86_400, 3 * 86_400]);
+    }
+    let user = r.range(1, o.users as i64);
+    let city = r.below(CITIES.len() as u64) as usize;
+    let mut p = Map::new();
+    p.insert(
+        "time".into(),
+        if r.f() < o.ms_fraction { json!(t * 1000 + r.range(0, 999)) } else { json!(t) },
+    );
+    p.insert(
+        "distinct_id".into(),
+        if r.f() < 0.9 { s(&format!("user-{user}")) } else { json!(user) },
+    );
+    p.insert("$insert_id".into(), s(&r.hex(20)));
+    p.insert("$device_id".into(), s(&r.hex(12)));
+    p.insert("mp_processing_time_ms".into(), json!(t * 1000 + r.range(50, 5000)));
+    p.insert("mp_lib".into(), s(r.pick(LIBS)));
+    p.insert(
+        "$lib_version".into(),
+        s(&format!("{}.{}.{}", r.range(1, 3), r.range(0, 50), r.range(0, 9))),
+    );
+    p.insert("$city".into(), s(CITIES[city]));
+    p.insert("mp_country_code".into(), s(COUNTRIES[city]));
+    p.insert("$browser".into(), s(r.pick(BROWSERS)));
+    p.insert("$browser_version".into(), json!(r.pick(&[120.0, 121.0, 17.4, 123.0])));
+    p.insert("$os".into(), s(r.pick(OSES)));
+    p.insert("$screen_width".into(), json!(r.pick(&[1920, 1440, 390, 414, 1280])));
+    p.insert("$screen_height".into(), json!(r.pick(&[1080, 900, 844, 896, 800])));
+    p.insert(
+        "$current_url".into(),
+        s(&format!("https://example.com/{}?ref={}", r.pick(&["", "pricing", "docs/start"]), r.hex(4))),
+    );
+    p.insert("$mp_api_endpoint".into(), s("api.mixpanel.com"));
+    if r.f() < 0.3 {
+        p.insert("$user_id".into(), s(&format!("user-{user}")));
+        p.insert("utm_source".into(), s(r.pick(&["google", "newsletter", "twitter"])));
+    }
+    match EVENTS.iter().position(|e| *e == name).unwrap_or(0) % 5 {
+        0 => {
+            p.insert("plan".into(), s(r.pick(PLANS)));
+            p.insert("seats".into(), json!(r.range(1, 500)));
+        }
+        1 => {
+            let n = r.range(0, 3);
+            let items: Vec<Value> = (0..n)
+                .map(|_| json!({"sku": format!("SKU-{}", r.hex(6)), "qty": r.range(1, 5), "tags": [r.pick(WORDS), r.pick(WORDS)]}))
+                .collect();
+            p.insert("items".into(), Value::Array(items));
+            p.insert("cart".into(), json!({"currency": r.pick(&["USD", "EUR", "JPY"]), "coupon": Value::Null}));
+        }
+        2 => {
+            p.insert("query".into(), s(r.pick(WORDS)));
+            p.insert("results".into(), json!(r.range(0, 1000)));
+        }
+        3 => {
+            p.insert("duration_ms".into(), json!(r.range(10, 3_600_000)));
+            p.insert("autoplay".into(), json!(r.f() < 0.5));
+        }
+        _ => {
+            p.insert("error_code".into(), json!(r.pick(&[400, 404, 500, 503])));
+            p.insert("message".into(), s(&format!("{} failed", r.pick(WORDS))));
+        }
+    }
+    if !o.clean {
+        let x = r.f();
+        if x < 0.05 {
+            p.insert("zip".into(), json!(r.range(10000, 99999)));
+        } else if x < 0.08 {
+            p.insert("zip".into(), s(&format!("{:05}-{:04}", r.range(0, 99999), r.range(0, 9999))));
+        }
+        if r.f() < 0.04 {
+            let v = match r.below(6) {
+                0 => json!(true),
+                1 => s("yes"),
+                2 => json!(1),
+                3 => Value::Null,
+                4 => json!([1, 2]),
+                _ => json!({"on": true}),
+            };
+            p.insert("flag".into(), v);
+        }
+        if r.f() < 0.15 {
+            for _ in 0..r.range(1, 3) {
+                let k = r.pick(ODD_NAMES).to_string();
+                let v = match r.below(3) {
+                    0 => json!(r.range(0, 1_000_000)),
+                    1 => s(r.pick(WORDS)),
+                    _ => json!(r.f() < 0.5),
+                };
+                p.insert(k, v);
+            }
+        }
+    }
+    json!({"event": name, "properties": Value::Object(p)})
+}
+
+/// Writes `o.events` lines to `out`; returns (valid events, malformed lines).
+pub fn generate(o: &GenOptions, out: &mut dyn Write) -> std::io::Result<(u64, u64)> {
+    let mut r = Rng(o.seed);
+    let (mut good, mut bad) = (0, 0);
+    for seq in 0..o.events {
+        if r.f() < o.bad_fraction {
+            writeln!(out, "{}", r.pick(BAD_LINES))?;
+            bad += 1;
+        } else {
+            let e = event(&mut r, o, seq);
+            writeln!(out, "{e}")?;
+            good += 1;
+        }
+    }
+    Ok((good, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_bytes_and_bad_share() {
+        let o = GenOptions {
+            events: 2000,
+            bad_fraction: 0.05,
+            ..Default::default()
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (good, bad) = generate(&o, &mut a).unwrap();
+        generate(&o, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(good + bad, 2000);
+        assert!((60..=140).contains(&bad), "{bad} malformed of 2000");
+        let other = GenOptions { seed: 8, ..o };
+        let mut c = Vec::new();
+        generate(&other, &mut c).unwrap();
+        assert_ne!(a, c);
+    }
+}
