@@ -164,6 +164,9 @@ pub fn load_str(
     }
 
     let mut nodes = Vec::new();
+    // Components whose settings did not parse: their name and inputs still count in the graph
+    // checks, so one mistake does not cascade into others.
+    let mut broken: Vec<(String, Role, Vec<String>)> = Vec::new();
     let mut input_spans: HashMap<(String, usize), Span> = HashMap::new();
     for role in [Role::Source, Role::Operator, Role::Sink] {
         let section = role.section();
@@ -189,7 +192,11 @@ pub fn load_str(
         };
         for (name, body) in sec.iter() {
             let cname = format!("{section}.{}", name.as_str());
-            if let Some(spec) = parse_component(&mut cx, registry, role, name, body, &cname, &mut input_spans) {
+            let parsed = parse_component(&mut cx, registry, role, name, body, &cname, &mut input_spans);
+            if let Err(inputs) = &parsed {
+                broken.push((name.as_str().to_string(), role, inputs.clone()));
+            }
+            if let Ok(spec) = parsed {
                 if nodes.iter().any(|n: &NodeSpec| n.name == spec.name) {
                     cx.problem(
                         name.span(),
@@ -220,7 +227,7 @@ pub fn load_str(
     };
     let name = top.get_scalar("name").map(|s| s.as_str().to_string());
 
-    check_graph(&mut cx, &nodes, &input_spans);
+    check_graph(&mut cx, &nodes, &broken, &input_spans);
 
     if cx.problems.is_empty() {
         Ok(Topology {
@@ -264,7 +271,7 @@ fn parse_component(
     body: &Node,
     cname: &str,
     input_spans: &mut HashMap<(String, usize), Span>,
-) -> Option<NodeSpec> {
+) -> Result<NodeSpec, Vec<String>> {
     let Some(map) = body.as_mapping() else {
         cx.problem(
             body.span(),
@@ -272,7 +279,12 @@ fn parse_component(
             "a component must be a mapping with a `type`".into(),
             "write `type: ...` under the name",
         );
-        return None;
+        return Err(Vec::new());
+    };
+    let declared_inputs: Vec<String> = match map.get_node("inputs") {
+        Some(Node::Sequence(seq)) => seq.iter().filter_map(|n| n.as_scalar()).map(|s| s.as_str().to_string()).collect(),
+        Some(Node::Scalar(s)) => vec![s.as_str().to_string()],
+        _ => Vec::new(),
     };
     let types = registry.types(role);
     let Some(type_node) = map.get_scalar("type") else {
@@ -282,7 +294,7 @@ fn parse_component(
             "no `type`".into(),
             format!("add `type:` with one of: {}", types.join(", ")),
         );
-        return None;
+        return Err(declared_inputs);
     };
     let type_name = type_node.as_str();
     let Some(plugin) = registry.plugin(role, type_name) else {
@@ -292,7 +304,7 @@ fn parse_component(
             format!("unknown {} type `{type_name}`", role_word(role)),
             format!("use one of: {}", types.join(", ")),
         );
-        return None;
+        return Err(declared_inputs);
     };
 
     let mut inputs = Vec::new();
@@ -370,7 +382,7 @@ fn parse_component(
                     plugin.type_name()
                 ),
             });
-            return None;
+            return Err(declared_inputs);
         }
     };
     for issue in component.validate() {
@@ -381,7 +393,7 @@ fn parse_component(
             .unwrap_or_else(|| name.span().clone());
         cx.problem(&span, cname, issue.message, issue.hint);
     }
-    Some(NodeSpec {
+    Ok(NodeSpec {
         name: name.as_str().to_string(),
         role,
         type_name: type_name.to_string(),
@@ -408,14 +420,21 @@ fn role_word(role: Role) -> &'static str {
     }
 }
 
-fn check_graph(cx: &mut Ctx<'_>, nodes: &[NodeSpec], spans: &HashMap<(String, usize), Span>) {
+fn check_graph(
+    cx: &mut Ctx<'_>,
+    nodes: &[NodeSpec],
+    broken: &[(String, Role, Vec<String>)],
+    spans: &HashMap<(String, usize), Span>,
+) {
     let by_name: HashMap<&str, &NodeSpec> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let is_broken = |name: &str| broken.iter().any(|(b, _, _)| b == name);
     let blank = Span::new_blank();
     for n in nodes {
         let cname = format!("{}.{}", n.role.section(), n.name);
         for (i, input) in n.inputs.iter().enumerate() {
             let span = spans.get(&(n.name.clone(), i)).unwrap_or(&blank);
             match by_name.get(input.as_str()) {
+                None if is_broken(input) => {}
                 None => {
                     let known: Vec<&str> = nodes
                         .iter()
@@ -470,7 +489,9 @@ fn check_graph(cx: &mut Ctx<'_>, nodes: &[NodeSpec], spans: &HashMap<(String, us
     }
     // Sources and operators whose output nobody reads.
     for n in nodes.iter().filter(|n| n.role != Role::Sink) {
-        if !nodes.iter().any(|m| m.inputs.contains(&n.name)) {
+        if !nodes.iter().any(|m| m.inputs.contains(&n.name))
+            && !broken.iter().any(|(_, _, inputs)| inputs.contains(&n.name))
+        {
             let cname = format!("{}.{}", n.role.section(), n.name);
             let span = marker_span(&n.location);
             cx.problem(

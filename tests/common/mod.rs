@@ -1,0 +1,130 @@
+//! Helpers for the end-to-end tests: they run the real `sluice` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn sluice() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.current_dir(repo());
+    c.env_remove("RUST_LOG");
+    c
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `--set` arguments that put a topology's `lake` sink under `dir`.
+pub fn lake_sets(dir: &Path) -> Vec<String> {
+    vec![
+        "--set".into(),
+        format!("sinks.lake.store.path={}", dir.join("lake").display()),
+        "--set".into(),
+        format!("sinks.lake.catalog.path={}", dir.join("catalog.sqlite").display()),
+    ]
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("running sluice");
+    assert!(
+        out.status.success(),
+        "sluice failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs SQL over the `lake` sink of `topology` redirected under `dir`, as CSV.
+pub fn query_csv(topology: &str, dir: &Path, sql: &str) -> String {
+    let out = run_ok(
+        sluice()
+            .args(["query", topology, sql, "--format", "csv"])
+            .args(lake_sets(dir)),
+    );
+    stdout(&out)
+}
+
+/// The single number a `SELECT count(*)`-style query prints in CSV.
+pub fn query_number(topology: &str, dir: &Path, sql: &str) -> u64 {
+    let csv = query_csv(topology, dir, sql);
+    csv.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no number in {csv:?}"))
+}
+
+/// What an independent JSON parser says about a line of input: a valid event (with its
+/// `$insert_id`) or not.
+pub fn classify(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let obj = v.as_object()?;
+    let name = obj.get("event")?.as_str()?;
+    if name.is_empty() {
+        return None;
+    }
+    let props = obj.get("properties")?.as_object()?;
+    let t = props.get("time")?.as_f64()?;
+    if !(t.is_finite() && t >= 0.0) {
+        return None;
+    }
+    Some(
+        props
+            .get("$insert_id")
+            .and_then(|i| i.as_str())
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// Lines of a possibly gzipped file.
+pub fn read_lines(path: &Path) -> Vec<String> {
+    use std::io::{BufRead, Read};
+    let f = std::fs::File::open(path).expect("open input");
+    let r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
+    std::io::BufReader::new(r)
+        .lines()
+        .map(|l| l.expect("utf-8 line"))
+        .collect()
+}
+
+/// All dead-letter records under a lake folder.
+pub fn dead_letters(lake: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let dir = lake.join("_dead_letters").join("lake");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let text = std::fs::read_to_string(e.path()).expect("read dead letters");
+        for l in text.lines() {
+            out.push(serde_json::from_str(l).expect("dead letter is JSON"));
+        }
+    }
+    out
+}
+
+/// Generates events with `sluice gen` into `path`.
+pub fn gen(path: &Path, events: u64, seed: u64, bad: f64) {
+    run_ok(sluice().args([
+        "gen",
+        "--events",
+        &events.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--bad-fraction",
+        &bad.to_string(),
+        "-o",
+        &path.display().to_string(),
+    ]));
+}
