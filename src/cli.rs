@@ -21,7 +21,11 @@ use sluice_engine::EngineError;
 use crate::gen::{generate, GenOptions};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Mixpanel-shaped events from Kafka or files to Parquet lakes, exactly once")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Mixpanel-shaped events from Kafka or files to Parquet lakes, exactly once"
+)]
 struct Cli {
     /// More logs (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -146,7 +150,8 @@ fn print_problems(problems: &[Problem]) {
 fn load(path: &Path, sets: &[String]) -> Result<Topology, EngineError> {
     let registry = crate::registry();
     let env = |k: &str| std::env::var(k).ok();
-    topology::load_file(path, &LoadOptions { sets, env: &env }, &registry).map_err(EngineError::Config)
+    topology::load_file(path, &LoadOptions { sets, env: &env }, &registry)
+        .map_err(EngineError::Config)
 }
 
 fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
@@ -172,12 +177,23 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
             println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Query { topology, sql, sink, format, sets } => {
+        Cmd::Query {
+            topology,
+            sql,
+            sink,
+            format,
+            sets,
+        } => {
             let t = load(&topology, &sets)?;
             let sinks: Vec<_> = t
                 .nodes
                 .iter()
-                .filter(|n| n.component.as_any().downcast_ref::<ParquetSinkConfig>().is_some())
+                .filter(|n| {
+                    n.component
+                        .as_any()
+                        .downcast_ref::<ParquetSinkConfig>()
+                        .is_some()
+                })
                 .filter(|n| sink.as_deref().is_none_or(|s| s == n.name))
                 .collect();
             let node = match sinks.as_slice() {
@@ -196,7 +212,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
                         "the topology has several parquet sinks",
                         format!(
                             "choose one with --sink: {}",
-                            sinks.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                            sinks
+                                .iter()
+                                .map(|n| n.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ))
                 }
@@ -216,7 +236,16 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
             println!("{}", out.trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Gen { events, seed, bad_fraction, late_fraction, start, days, clean, output } => {
+        Cmd::Gen {
+            events,
+            seed,
+            bad_fraction,
+            late_fraction,
+            start,
+            days,
+            clean,
+            output,
+        } => {
             let o = GenOptions {
                 events,
                 seed,
@@ -234,11 +263,16 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
                     generate(&o, &mut w).and_then(|r| w.flush().map(|_| r))
                 }
                 Some(p) => {
-                    let f = std::fs::File::create(p)
-                        .map_err(|e| EngineError::external(format!("creating {}", p.display()), e))?;
+                    let f = std::fs::File::create(p).map_err(|e| {
+                        EngineError::external(format!("creating {}", p.display()), e)
+                    })?;
                     if p.extension().is_some_and(|e| e == "gz") {
-                        let mut w = flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
-                        generate(&o, &mut w).and_then(|r| w.finish().and_then(|mut b| b.flush()).map(|_| r))
+                        let mut w = flate2::write::GzEncoder::new(
+                            std::io::BufWriter::new(f),
+                            flate2::Compression::default(),
+                        );
+                        generate(&o, &mut w)
+                            .and_then(|r| w.finish().and_then(|mut b| b.flush()).map(|_| r))
                     } else {
                         let mut w = std::io::BufWriter::new(f);
                         generate(&o, &mut w).and_then(|r| w.flush().map(|_| r))
@@ -254,7 +288,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
                 Err(e) => Err(EngineError::external("writing events", e)),
             }
         }
-        Cmd::Run { topology, sets, metrics_addr, no_progress } => run(&topology, &sets, metrics_addr, no_progress),
+        Cmd::Run {
+            topology,
+            sets,
+            metrics_addr,
+            no_progress,
+        } => run(&topology, &sets, metrics_addr, no_progress),
     }
 }
 
@@ -283,7 +322,8 @@ fn run(
     let stats = Arc::new(RunStats::default());
     let control = Arc::new(RunControl::new(stop.clone()));
     let started = Instant::now();
-    let progress = (!no_progress && std::io::stderr().is_terminal()).then(|| spawn_progress(stats.clone()));
+    let progress =
+        (!no_progress && std::io::stderr().is_terminal()).then(|| spawn_progress(stats.clone()));
     let registry = crate::registry();
     let result = runtime::run(&t, &registry, control, stats.clone());
     if let Some((done, handle)) = progress {
@@ -291,7 +331,13 @@ fn run(
         let _ = handle.join();
     }
     result?;
-    print_summary(&t, path, &stats, started.elapsed(), stop.load(std::sync::atomic::Ordering::SeqCst));
+    print_summary(
+        &t,
+        path,
+        &stats,
+        started.elapsed(),
+        stop.load(std::sync::atomic::Ordering::SeqCst),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -339,8 +385,16 @@ fn print_summary(t: &Topology, path: &Path, s: &RunStats, elapsed: Duration, sto
     let secs = elapsed.as_secs_f64();
     let read = RunStats::get(&s.lines_read);
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "sluice: {} in {secs:.2} s", if stopped { "stopped cleanly" } else { "done" });
-    let _ = writeln!(out, "  events read      {read} lines ({})", human_bytes(RunStats::get(&s.bytes_read)));
+    let _ = writeln!(
+        out,
+        "sluice: {} in {secs:.2} s",
+        if stopped { "stopped cleanly" } else { "done" }
+    );
+    let _ = writeln!(
+        out,
+        "  events read      {read} lines ({})",
+        human_bytes(RunStats::get(&s.bytes_read))
+    );
     let _ = writeln!(out, "  rows written     {}", RunStats::get(&s.rows_written));
     for (table, n) in s.rows_per_table() {
         let _ = writeln!(out, "    {table:<32} {n}");
@@ -356,16 +410,24 @@ fn print_summary(t: &Topology, path: &Path, s: &RunStats, elapsed: Duration, sto
         RunStats::get(&s.files_written),
         human_bytes(RunStats::get(&s.bytes_written))
     );
-    let _ = writeln!(out, "  throughput       {:.0} events/s", read as f64 / secs.max(1e-6));
-    if let Some(sink) = t
-        .nodes
-        .iter()
-        .find(|n| n.component.as_any().downcast_ref::<ParquetSinkConfig>().is_some())
-    {
+    let _ = writeln!(
+        out,
+        "  throughput       {:.0} events/s",
+        read as f64 / secs.max(1e-6)
+    );
+    if let Some(sink) = t.nodes.iter().find(|n| {
+        n.component
+            .as_any()
+            .downcast_ref::<ParquetSinkConfig>()
+            .is_some()
+    }) {
         let table = s
             .rows_per_table()
             .keys()
-            .find_map(|k| k.strip_prefix(&format!("{}.", sink.name)).map(str::to_string))
+            .find_map(|k| {
+                k.strip_prefix(&format!("{}.", sink.name))
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "mp_master_event".into());
         let _ = writeln!(
             out,

@@ -77,31 +77,128 @@ impl Rng {
 }
 
 const EVENTS: &[&str] = &[
-    "Page View", "$mp_web_page_view", "$identify", "Sign Up", "Signed In", "Log Out", "Add To Cart",
-    "Checkout Started", "Purchase", "Refund", "Search", "Search Results Viewed", "Video Play",
-    "Video Completed", "Button Clicked", "App Open", "$ae_session", "Error", "API Error (5xx)",
-    "Plan Upgraded", "Invite Sent", "Notification Opened", "Share", "Comment Posted", "File Uploaded",
-    "Export CSV", "Settings Changed", "Onboarding-Complete", "cloud.route", "SearchEvent",
-    "BrowseV2ToggleNodeEvent", "clickProduct", "Café Visited", "ÜberEvent", "1st Launch", "order",
-    "Trial Started", "Coupon Applied", "Payment Failed", "Support Ticket Opened",
+    "Page View",
+    "$mp_web_page_view",
+    "$identify",
+    "Sign Up",
+    "Signed In",
+    "Log Out",
+    "Add To Cart",
+    "Checkout Started",
+    "Purchase",
+    "Refund",
+    "Search",
+    "Search Results Viewed",
+    "Video Play",
+    "Video Completed",
+    "Button Clicked",
+    "App Open",
+    "$ae_session",
+    "Error",
+    "API Error (5xx)",
+    "Plan Upgraded",
+    "Invite Sent",
+    "Notification Opened",
+    "Share",
+    "Comment Posted",
+    "File Uploaded",
+    "Export CSV",
+    "Settings Changed",
+    "Onboarding-Complete",
+    "cloud.route",
+    "SearchEvent",
+    "BrowseV2ToggleNodeEvent",
+    "clickProduct",
+    "Café Visited",
+    "ÜberEvent",
+    "1st Launch",
+    "order",
+    "Trial Started",
+    "Coupon Applied",
+    "Payment Failed",
+    "Support Ticket Opened",
 ];
 const CITIES: &[&str] = &[
-    "San Francisco", "New York", "London", "Paris", "Berlin", "São Paulo", "Tokyo", "東京", "Mumbai",
-    "Zürich", "Kraków", "Reykjavík", "Lagos", "Sydney", "Toronto", "Москва",
+    "San Francisco",
+    "New York",
+    "London",
+    "Paris",
+    "Berlin",
+    "São Paulo",
+    "Tokyo",
+    "東京",
+    "Mumbai",
+    "Zürich",
+    "Kraków",
+    "Reykjavík",
+    "Lagos",
+    "Sydney",
+    "Toronto",
+    "Москва",
 ];
-const COUNTRIES: &[&str] = &["US", "US", "GB", "FR", "DE", "BR", "JP", "JP", "IN", "CH", "PL", "IS", "NG", "AU", "CA", "RU"];
-const BROWSERS: &[&str] = &["Chrome", "Safari", "Firefox", "Edge", "Mobile Safari", "Samsung Internet"];
-const OSES: &[&str] = &["Windows", "Mac OS X", "iOS", "Android", "Linux", "Chrome OS"];
-const LIBS: &[&str] = &["web", "iphone", "android", "python", "node", "ruby", "java", "go"];
+const COUNTRIES: &[&str] = &[
+    "US", "US", "GB", "FR", "DE", "BR", "JP", "JP", "IN", "CH", "PL", "IS", "NG", "AU", "CA", "RU",
+];
+const BROWSERS: &[&str] = &[
+    "Chrome",
+    "Safari",
+    "Firefox",
+    "Edge",
+    "Mobile Safari",
+    "Samsung Internet",
+];
+const OSES: &[&str] = &[
+    "Windows",
+    "Mac OS X",
+    "iOS",
+    "Android",
+    "Linux",
+    "Chrome OS",
+];
+const LIBS: &[&str] = &[
+    "web", "iphone", "android", "python", "node", "ruby", "java", "go",
+];
 const PLANS: &[&str] = &["free", "pro", "team", "enterprise", "trial"];
 const WORDS: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "naïve", "façade", "emoji 🎉", "quote \"x\"", "back\\slash",
-    "tab\there", "line\nbreak", "中文",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "naïve",
+    "façade",
+    "emoji 🎉",
+    "quote \"x\"",
+    "back\\slash",
+    "tab\there",
+    "line\nbreak",
+    "中文",
 ];
 const ODD_NAMES: &[&str] = &[
-    "Plan Type", "item-price", "Price ($)", "café", "1st_visit", "timestamp", "order", "user", "XY",
-    "Xy", "a.b.c", "$$weird", "UPPER CASE", "  padded  ", "emoji_🎉", "Ünïcödé key", "constraint",
-    "type", "select", "with/slash", "semi;colon", "tab\tname", "dup name", "Dup Name", "Time",
+    "Plan Type",
+    "item-price",
+    "Price ($)",
+    "café",
+    "1st_visit",
+    "timestamp",
+    "order",
+    "user",
+    "XY",
+    "Xy",
+    "a.b.c",
+    "$$weird",
+    "UPPER CASE",
+    "  padded  ",
+    "emoji_🎉",
+    "Ünïcödé key",
+    "constraint",
+    "type",
+    "select",
+    "with/slash",
+    "semi;colon",
+    "tab\tname",
+    "dup name",
+    "Dup Name",
+    "Time",
 ];
 const BAD_LINES: &[&str] = &[
     "{not json",
@@ -127,7 +224,8 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
         EVENTS[i.min(EVENTS.len() - 1)]
     };
     let span = (o.days * 86_400.0) as i64;
-    let mut t = o.start + (span as f64 * seq as f64 / o.events.max(1) as f64) as i64 + r.range(-30, 30);
+    let mut t =
+        o.start + (span as f64 * seq as f64 / o.events.max(1) as f64) as i64 + r.range(-30, 30);
     if r.f() < o.late_fraction {
         t -= r.pick(&[3600, 7200, 6 * 3600, 86_400, 3 * 86_400]);
     }
@@ -136,35 +234,67 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
     let mut p = Map::new();
     p.insert(
         "time".into(),
-        if r.f() < o.ms_fraction { json!(t * 1000 + r.range(0, 999)) } else { json!(t) },
+        if r.f() < o.ms_fraction {
+            json!(t * 1000 + r.range(0, 999))
+        } else {
+            json!(t)
+        },
     );
     p.insert(
         "distinct_id".into(),
-        if r.f() < 0.9 { s(&format!("user-{user}")) } else { json!(user) },
+        if r.f() < 0.9 {
+            s(&format!("user-{user}"))
+        } else {
+            json!(user)
+        },
     );
     p.insert("$insert_id".into(), s(&r.hex(20)));
     p.insert("$device_id".into(), s(&r.hex(12)));
-    p.insert("mp_processing_time_ms".into(), json!(t * 1000 + r.range(50, 5000)));
+    p.insert(
+        "mp_processing_time_ms".into(),
+        json!(t * 1000 + r.range(50, 5000)),
+    );
     p.insert("mp_lib".into(), s(r.pick(LIBS)));
     p.insert(
         "$lib_version".into(),
-        s(&format!("{}.{}.{}", r.range(1, 3), r.range(0, 50), r.range(0, 9))),
+        s(&format!(
+            "{}.{}.{}",
+            r.range(1, 3),
+            r.range(0, 50),
+            r.range(0, 9)
+        )),
     );
     p.insert("$city".into(), s(CITIES[city]));
     p.insert("mp_country_code".into(), s(COUNTRIES[city]));
     p.insert("$browser".into(), s(r.pick(BROWSERS)));
-    p.insert("$browser_version".into(), json!(r.pick(&[120.0, 121.0, 17.4, 123.0])));
+    p.insert(
+        "$browser_version".into(),
+        json!(r.pick(&[120.0, 121.0, 17.4, 123.0])),
+    );
     p.insert("$os".into(), s(r.pick(OSES)));
-    p.insert("$screen_width".into(), json!(r.pick(&[1920, 1440, 390, 414, 1280])));
-    p.insert("$screen_height".into(), json!(r.pick(&[1080, 900, 844, 896, 800])));
+    p.insert(
+        "$screen_width".into(),
+        json!(r.pick(&[1920, 1440, 390, 414, 1280])),
+    );
+    p.insert(
+        "$screen_height".into(),
+        json!(r.pick(&[1080, 900, 844, 896, 800])),
+    );
     p.insert(
         "$current_url".into(),
-        s(&format!("https://example.com/{}?ref={}", r.pick(&["", "pricing", "docs/start"]), r.hex(4))),
+        s(&format!(
+            "https://example.com/{}?ref={}",
+            r.pick(&["", "pricing", "docs/start"]),
+            r.hex(4)
+        )),
     );
     p.insert("$mp_api_endpoint".into(), s("api.mixpanel.com"));
     if r.f() < 0.3 {
         p.insert("$user_id".into(), s(&format!("user-{user}")));
-        p.insert("utm_source".into(), s(r.pick(&["google", "newsletter", "twitter"])));
+        p.insert(
+            "utm_source".into(),
+            s(r.pick(&["google", "newsletter", "twitter"])),
+        );
     }
     match EVENTS.iter().position(|e| *e == name).unwrap_or(0) % 5 {
         0 => {
@@ -177,7 +307,10 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
                 .map(|_| json!({"sku": format!("SKU-{}", r.hex(6)), "qty": r.range(1, 5), "tags": [r.pick(WORDS), r.pick(WORDS)]}))
                 .collect();
             p.insert("items".into(), Value::Array(items));
-            p.insert("cart".into(), json!({"currency": r.pick(&["USD", "EUR", "JPY"]), "coupon": Value::Null}));
+            p.insert(
+                "cart".into(),
+                json!({"currency": r.pick(&["USD", "EUR", "JPY"]), "coupon": Value::Null}),
+            );
         }
         2 => {
             p.insert("query".into(), s(r.pick(WORDS)));
@@ -197,7 +330,10 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
         if x < 0.05 {
             p.insert("zip".into(), json!(r.range(10000, 99999)));
         } else if x < 0.08 {
-            p.insert("zip".into(), s(&format!("{:05}-{:04}", r.range(0, 99999), r.range(0, 9999))));
+            p.insert(
+                "zip".into(),
+                s(&format!("{:05}-{:04}", r.range(0, 99999), r.range(0, 9999))),
+            );
         }
         if r.f() < 0.04 {
             let v = match r.below(6) {

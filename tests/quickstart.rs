@@ -6,9 +6,16 @@ use common::*;
 #[test]
 fn quickstart_lake_holds_every_valid_event_and_dead_letters_hold_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_ok(sluice().args(["run", "topologies/quickstart.yaml"]).args(lake_sets(dir.path())));
+    let out = run_ok(
+        sluice()
+            .args(["run", "topologies/quickstart.yaml"])
+            .args(lake_sets(dir.path())),
+    );
     let text = stdout(&out);
-    assert!(text.contains("next: sluice query topologies/quickstart.yaml"), "{text}");
+    assert!(
+        text.contains("next: sluice query topologies/quickstart.yaml"),
+        "{text}"
+    );
 
     // An independent reading of the sample decides what is valid.
     let lines = read_lines(&repo().join("topologies/sample/events.ndjson.gz"));
@@ -21,7 +28,11 @@ fn quickstart_lake_holds_every_valid_event_and_dead_letters_hold_the_rest() {
         .collect();
     assert!(!invalid.is_empty(), "the sample must hold invalid lines");
 
-    let count = query_number("topologies/quickstart.yaml", dir.path(), "SELECT count(*) FROM mp_master_event");
+    let count = query_number(
+        "topologies/quickstart.yaml",
+        dir.path(),
+        "SELECT count(*) FROM mp_master_event",
+    );
     assert_eq!(count, valid.len() as u64);
 
     // Every $insert_id exactly once.
@@ -60,10 +71,18 @@ fn quickstart_lake_holds_every_valid_event_and_dead_letters_hold_the_rest() {
 #[test]
 fn partition_pruning_and_spec_queries_run_as_written() {
     let dir = tempfile::tempdir().unwrap();
-    run_ok(sluice().args(["run", "topologies/quickstart.yaml"]).args(lake_sets(dir.path())));
+    run_ok(
+        sluice()
+            .args(["run", "topologies/quickstart.yaml"])
+            .args(lake_sets(dir.path())),
+    );
     let t = "topologies/quickstart.yaml";
     let all = query_number(t, dir.path(), "SELECT count(*) FROM mp_master_event");
-    let per_day = query_csv(t, dir.path(), "SELECT mp_date, count(*) AS n FROM mp_master_event GROUP BY mp_date ORDER BY mp_date");
+    let per_day = query_csv(
+        t,
+        dir.path(),
+        "SELECT mp_date, count(*) AS n FROM mp_master_event GROUP BY mp_date ORDER BY mp_date",
+    );
     let days: Vec<(String, u64)> = per_day
         .lines()
         .skip(1)
@@ -75,13 +94,25 @@ fn partition_pruning_and_spec_queries_run_as_written() {
     assert!(days.len() >= 3, "{per_day}");
     assert_eq!(days.iter().map(|(_, n)| n).sum::<u64>(), all);
     let (day, n) = &days[1];
-    let one = query_number(t, dir.path(), &format!("SELECT count(*) FROM mp_master_event WHERE mp_date = '{day}'"));
+    let one = query_number(
+        t,
+        dir.path(),
+        &format!("SELECT count(*) FROM mp_master_event WHERE mp_date = '{day}'"),
+    );
     assert_eq!(one, *n);
-    let purchases = query_number(t, dir.path(), "SELECT count(*) FROM mp_master_event WHERE mp_event_name = 'Purchase'");
+    let purchases = query_number(
+        t,
+        dir.path(),
+        "SELECT count(*) FROM mp_master_event WHERE mp_event_name = 'Purchase'",
+    );
     assert!(purchases > 0 && purchases < all);
 
     // The plan shows the pruning: one partition's files, not all of them.
-    let explain = query_csv(t, dir.path(), &format!("EXPLAIN SELECT count(*) FROM mp_master_event WHERE mp_date = '{day}'"));
+    let explain = query_csv(
+        t,
+        dir.path(),
+        &format!("EXPLAIN SELECT count(*) FROM mp_master_event WHERE mp_date = '{day}'"),
+    );
     let files_in_plan = explain.matches(".parquet").count();
     let all_files = walk_parquet(&dir.path().join("lake")).len();
     assert!(files_in_plan >= 1 && files_in_plan < all_files, "{explain}");
@@ -106,10 +137,24 @@ fn the_shipped_sample_is_the_generators_output() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("events.ndjson");
     run_ok(sluice().args([
-        "gen", "--events", "3000", "--seed", "42", "--bad-fraction", "0.02", "--days", "3",
-        "--start", "1735689600", "-o", &p.display().to_string(),
+        "gen",
+        "--events",
+        "3000",
+        "--seed",
+        "42",
+        "--bad-fraction",
+        "0.02",
+        "--days",
+        "3",
+        "--start",
+        "1735689600",
+        "-o",
+        &p.display().to_string(),
     ]));
     let fresh = std::fs::read_to_string(&p).unwrap();
     let shipped = read_lines(&repo().join("topologies/sample/events.ndjson.gz")).join("\n") + "\n";
-    assert!(fresh == shipped, "regenerate the sample: see topologies/sample/README.md");
+    assert!(
+        fresh == shipped,
+        "regenerate the sample: see topologies/sample/README.md"
+    );
 }

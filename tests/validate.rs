@@ -36,18 +36,30 @@ fn three_mistakes_give_three_errors_with_their_lines() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.yaml");
     std::fs::write(&f, THREE_MISTAKES).unwrap();
-    let out = sluice().args(["validate", &f.display().to_string()]).output().unwrap();
+    let out = sluice()
+        .args(["validate", &f.display().to_string()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 3, "{err}");
     let file = f.display().to_string();
     // The bad timezone (line 12), the unknown key (line 17), the missing input (line 21).
-    assert!(errors[0].starts_with(&format!("error: {file}:12:15: operators.dates:")), "{err}");
+    assert!(
+        errors[0].starts_with(&format!("error: {file}:12:15: operators.dates:")),
+        "{err}"
+    );
     assert!(errors[0].contains("Mars/Olympus_Mons"), "{err}");
-    assert!(errors[1].starts_with(&format!("error: {file}:17:5: operators.types:")), "{err}");
+    assert!(
+        errors[1].starts_with(&format!("error: {file}:17:5: operators.types:")),
+        "{err}"
+    );
     assert!(errors[1].contains("colour"), "{err}");
-    assert!(errors[2].starts_with(&format!("error: {file}:21:14: sinks.lake:")), "{err}");
+    assert!(
+        errors[2].starts_with(&format!("error: {file}:21:14: sinks.lake:")),
+        "{err}"
+    );
     assert!(errors[2].contains("`typos` does not exist"), "{err}");
     // Each says what to do.
     assert_eq!(err.matches("help: ").count(), 3, "{err}");
@@ -60,7 +72,11 @@ fn run_refuses_a_bad_topology_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.yaml");
     std::fs::write(&f, THREE_MISTAKES).unwrap();
-    let out = sluice().current_dir(dir.path()).args(["run", &f.display().to_string()]).output().unwrap();
+    let out = sluice()
+        .current_dir(dir.path())
+        .args(["run", &f.display().to_string()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!dir.path().join("lake").exists());
 }
@@ -68,7 +84,10 @@ fn run_refuses_a_bad_topology_before_anything_runs() {
 #[test]
 fn every_shipped_topology_validates() {
     let mut n = 0;
-    for e in std::fs::read_dir(repo().join("topologies")).unwrap().flatten() {
+    for e in std::fs::read_dir(repo().join("topologies"))
+        .unwrap()
+        .flatten()
+    {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "yaml") {
             run_ok(sluice().args(["validate", &p.display().to_string()]));
@@ -87,7 +106,10 @@ fn missing_operators_are_named() {
         "sources:\n  s: {type: file, path: x}\nsinks:\n  lake:\n    type: parquet\n    inputs: [s]\n    project_id: 1\n    store: {type: local, path: l}\n    catalog: {type: local, path: c, database: d}\n",
     )
     .unwrap();
-    let out = sluice().args(["validate", &f.display().to_string()]).output().unwrap();
+    let out = sluice()
+        .args(["validate", &f.display().to_string()])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("needs `type-infer` upstream"), "{err}");
@@ -116,11 +138,22 @@ fn set_overrides_and_env_secrets_are_never_printed() {
     assert!(err.contains(":6:"), "{err}");
     assert!(!err.contains("hunter2-secret"), "{err}");
     // Unset: a clear error naming the variable.
-    let out = sluice().env_remove("SLUICE_TEST_TZ").args(["validate", &path]).output().unwrap();
+    let out = sluice()
+        .env_remove("SLUICE_TEST_TZ")
+        .args(["validate", &path])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("environment variable `SLUICE_TEST_TZ` is not set"), "{err}");
+    assert!(
+        err.contains("environment variable `SLUICE_TEST_TZ` is not set"),
+        "{err}"
+    );
     // Set, and overridden from the command line.
-    run_ok(sluice().env("SLUICE_TEST_TZ", "UTC").args(["validate", &path]));
+    run_ok(
+        sluice()
+            .env("SLUICE_TEST_TZ", "UTC")
+            .args(["validate", &path]),
+    );
     let out = sluice()
         .env("SLUICE_TEST_TZ", "UTC")
         .args(["graph", &path, "--set", "operators.d.timezone=Asia/Kolkata"])
@@ -153,7 +186,14 @@ fn schema_describes_every_component_type() {
     let out = run_ok(sluice().arg("schema"));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let text = s.to_string();
-    for t in ["file", "clean-name", "type-infer", "stringify-nested", "partition-by-date", "parquet"] {
+    for t in [
+        "file",
+        "clean-name",
+        "type-infer",
+        "stringify-nested",
+        "partition-by-date",
+        "parquet",
+    ] {
         assert!(text.contains(&format!("\"const\":\"{t}\"")), "missing {t}");
     }
     assert_eq!(s["additionalProperties"], serde_json::json!(false));

@@ -38,7 +38,11 @@ fn default_format() -> String {
 impl Component for FileSourceConfig {
     fn validate(&self) -> Vec<Issue> {
         if self.path.trim().is_empty() {
-            return vec![Issue::at("path", "`path` is empty", "name a file, a glob, or - for stdin")];
+            return vec![Issue::at(
+                "path",
+                "`path` is empty",
+                "name a file, a glob, or - for stdin",
+            )];
         }
         if self.path != "-" && glob::Pattern::new(&self.path).is_err() {
             return vec![Issue::at(
@@ -75,7 +79,9 @@ struct Input {
 }
 
 struct Open {
-    reader: Box<dyn BufRead + Send>,
+    reader: BufReader<Box<dyn Read + Send>>,
+    /// A stream that may pause (stdin): send what was read rather than wait for a full batch.
+    live: bool,
     partition: u32,
     start: u64,
     next: u64,
@@ -120,7 +126,12 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
 impl Source for FileSource {
     fn open(&mut self, cx: &SourceContext) -> Result<()> {
         if self.pattern == "-" {
-            let partition = cx.partitions.intern(&cx.name, "-");
+            // Standard input cannot be read again: each run is a partition of its own.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let partition = cx.partitions.intern(&cx.name, &format!("stdin-{nanos}"));
             self.files.push(Input {
                 path: None,
                 partition,
@@ -184,6 +195,9 @@ impl Source for FileSource {
                     end -= 1;
                 }
                 raw.lines.push((offset, start as u32, end as u32));
+                if cur.live && cur.reader.buffer().is_empty() {
+                    break;
+                }
             }
             RunStats::add(&self.stats.lines_read, raw.lines.len() as u64);
             RunStats::add(&self.stats.bytes_read, bytes);
@@ -208,7 +222,9 @@ fn open(input: Input) -> Result<Open> {
         Some(p) => {
             let mut f = File::open(p).context(|| format!("opening {}", p.display()))?;
             let mut magic = [0u8; 2];
-            let n = f.read(&mut magic).context(|| format!("reading {}", p.display()))?;
+            let n = f
+                .read(&mut magic)
+                .context(|| format!("reading {}", p.display()))?;
             drop(f);
             let f = File::open(p).context(|| format!("opening {}", p.display()))?;
             let gz = n == 2 && magic == [0x1f, 0x8b];
@@ -221,7 +237,8 @@ fn open(input: Input) -> Result<Open> {
         }
     };
     Ok(Open {
-        reader: Box::new(BufReader::with_capacity(1 << 20, reader)),
+        reader: BufReader::with_capacity(1 << 20, reader),
+        live: input.path.is_none(),
         partition: input.partition,
         start: input.start,
         next: 0,

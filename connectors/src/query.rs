@@ -57,7 +57,11 @@ impl LakeTable {
         store: Arc<dyn ObjectStore>,
     ) -> Self {
         let file_schema = arrow_schema(&table.def);
-        let mut fields: Vec<Field> = file_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = file_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
         let base_url = store.url("");
         LakeTable {
@@ -119,10 +123,23 @@ impl TableProvider for LakeTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let mut partitions = self.catalog.partitions(self.table.def.id).map_err(df_err)?;
-        let pruning: Vec<Expr> = filters.iter().filter(|f| only_partition_column(f)).cloned().collect();
+        let pruning: Vec<Expr> = filters
+            .iter()
+            .filter(|f| only_partition_column(f))
+            .cloned()
+            .collect();
         if let (Some(pred), false) = (conjunction(pruning), partitions.is_empty()) {
-            let pschema = Arc::new(Schema::new(vec![Field::new(PARTITION_COLUMN, DataType::Utf8, false)]));
-            let values = StringArray::from(partitions.iter().map(|p| p.value.clone()).collect::<Vec<_>>());
+            let pschema = Arc::new(Schema::new(vec![Field::new(
+                PARTITION_COLUMN,
+                DataType::Utf8,
+                false,
+            )]));
+            let values = StringArray::from(
+                partitions
+                    .iter()
+                    .map(|p| p.value.clone())
+                    .collect::<Vec<_>>(),
+            );
             let batch = RecordBatch::try_new(pschema.clone(), vec![Arc::new(values)])?;
             let dfs = DFSchema::try_from(pschema.as_ref().clone())?;
             let phys = state.create_physical_expr(pred, &dfs)?;
@@ -130,7 +147,9 @@ impl TableProvider for LakeTable {
             let keep = keep
                 .as_any()
                 .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| DataFusionError::Internal("partition filter is not boolean".into()))?;
+                .ok_or_else(|| {
+                    DataFusionError::Internal("partition filter is not boolean".into())
+                })?;
             let mut i = 0;
             partitions.retain(|_| {
                 let k = keep.is_valid(i) && keep.value(i);
@@ -152,11 +171,13 @@ impl TableProvider for LakeTable {
                     continue;
                 }
                 let url = self.store.url(&k);
-                let path = url.trim_start_matches("file://").trim_start_matches('/').to_string();
-                files.push(
-                    PartitionedFile::new(path, size)
-                        .with_partition_values(vec![datafusion::scalar::ScalarValue::Utf8(Some(p.value.clone()))]),
-                );
+                let path = url
+                    .trim_start_matches("file://")
+                    .trim_start_matches('/')
+                    .to_string();
+                files.push(PartitionedFile::new(path, size).with_partition_values(vec![
+                    datafusion::scalar::ScalarValue::Utf8(Some(p.value.clone())),
+                ]));
             }
         }
         let projected = match projection {
@@ -167,7 +188,11 @@ impl TableProvider for LakeTable {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         let table_schema = TableSchema::builder(self.file_schema.clone())
-            .with_table_partition_cols(vec![Arc::new(Field::new(PARTITION_COLUMN, DataType::Utf8, false))])
+            .with_table_partition_cols(vec![Arc::new(Field::new(
+                PARTITION_COLUMN,
+                DataType::Utf8,
+                false,
+            ))])
             .build();
         let source = Arc::new(ParquetSource::new(table_schema));
         let target = state.config().target_partitions().max(1);
@@ -218,15 +243,22 @@ pub fn run_sql(
         let names: Vec<String> = tables.iter().map(|t| t.def.name.clone()).collect();
         for t in tables {
             let name = t.def.name.clone();
-            ctx.register_table(&name, Arc::new(LakeTable::new(t, catalog.clone(), store.clone())))
-                .map_err(|e| EngineError::Internal(format!("registering {name}: {e}")))?;
+            ctx.register_table(
+                &name,
+                Arc::new(LakeTable::new(t, catalog.clone(), store.clone())),
+            )
+            .map_err(|e| EngineError::Internal(format!("registering {name}: {e}")))?;
         }
         let plan_err = |e: DataFusionError| {
             let mut msg = e.to_string();
             if msg.contains("not found") {
                 msg.push_str(&format!(
                     "\n    help: tables in `{database}`: {}",
-                    if names.is_empty() { "none yet (run the topology first)".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none yet (run the topology first)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 ));
             }
             EngineError::Data(format!("query failed: {msg}"))
@@ -238,7 +270,8 @@ pub fn run_sql(
 }
 
 fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String> {
-    let fail = |e: arrow::error::ArrowError| EngineError::Internal(format!("rendering results: {e}"));
+    let fail =
+        |e: arrow::error::ArrowError| EngineError::Internal(format!("rendering results: {e}"));
     match format {
         OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)
             .map_err(fail)?
@@ -246,7 +279,9 @@ fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String> {
         OutputFormat::Csv => {
             let mut buf = Vec::new();
             {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut buf);
                 for b in batches {
                     w.write(b).map_err(fail)?;
                 }

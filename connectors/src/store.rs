@@ -28,7 +28,8 @@ impl LocalStore {
     /// Opens (and creates) the directory.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).context(|| format!("creating {}", root.display()))?;
-        let root = std::fs::canonicalize(root).context(|| format!("resolving {}", root.display()))?;
+        let root =
+            std::fs::canonicalize(root).context(|| format!("resolving {}", root.display()))?;
         Ok(LocalStore { root })
     }
     pub fn root(&self) -> &Path {
@@ -51,9 +52,12 @@ impl ObjectStore for LocalStore {
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
-            f.write_all(data).context(|| format!("writing {}", tmp.display()))?;
-            f.sync_all().context(|| format!("syncing {}", tmp.display()))?;
+            let mut f =
+                std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
+            f.write_all(data)
+                .context(|| format!("writing {}", tmp.display()))?;
+            f.sync_all()
+                .context(|| format!("syncing {}", tmp.display()))?;
         }
         std::fs::rename(&tmp, &path).context(|| format!("renaming to {}", path.display()))?;
         Ok(())
@@ -63,7 +67,10 @@ impl ObjectStore for LocalStore {
         match std::fs::remove_file(self.path(key)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(sluice_engine::EngineError::external(format!("deleting {key}"), e)),
+            Err(e) => Err(sluice_engine::EngineError::external(
+                format!("deleting {key}"),
+                e,
+            )),
         }
     }
 
@@ -77,7 +84,12 @@ impl ObjectStore for LocalStore {
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(sluice_engine::EngineError::external(format!("listing {}", dir.display()), e)),
+            Err(e) => {
+                return Err(sluice_engine::EngineError::external(
+                    format!("listing {}", dir.display()),
+                    e,
+                ))
+            }
         };
         for entry in rd {
             let entry = entry.context(|| format!("listing {}", dir.display()))?;

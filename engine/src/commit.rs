@@ -118,7 +118,10 @@ mod tests {
 
     #[test]
     fn planned_with_nothing_written_needs_nothing() {
-        assert_eq!(decide(&obs(CommitStage::Planned, &[], &["a", "b"])), Recovery::Nothing);
+        assert_eq!(
+            decide(&obs(CommitStage::Planned, &[], &["a", "b"])),
+            Recovery::Nothing
+        );
     }
 
     #[test]
@@ -155,7 +158,10 @@ mod tests {
 
     #[test]
     fn done_needs_nothing() {
-        assert_eq!(decide(&obs(CommitStage::Done, &["a"], &[])), Recovery::Nothing);
+        assert_eq!(
+            decide(&obs(CommitStage::Done, &["a"], &[])),
+            Recovery::Nothing
+        );
     }
 
     #[test]

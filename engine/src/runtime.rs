@@ -162,7 +162,9 @@ pub fn run(
     let partitions = Arc::new(Partitions::default());
     let cap = topology.runtime.channel_capacity.max(1);
     let workers = match topology.runtime.workers {
-        0 => thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        0 => thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
         n => n,
     };
 
@@ -209,10 +211,18 @@ pub fn run(
         } else {
             None
         };
-        operators.insert(n.name.clone(), n.component.build_operator(&cx_for(&n.name, reg))?);
+        operators.insert(
+            n.name.clone(),
+            n.component.build_operator(&cx_for(&n.name, reg))?,
+        );
     }
 
-    let mut sources: Vec<(String, Box<dyn Source>, Box<dyn Operator>)> = Vec::new();
+    struct OpenSource {
+        name: String,
+        source: Box<dyn Source>,
+        decoder: Box<dyn Operator>,
+    }
+    let mut sources: Vec<OpenSource> = Vec::new();
     for n in topology.nodes.iter().filter(|n| n.role == Role::Source) {
         let mut source = n.component.build_source(&cx_for(&n.name, None))?;
         let format = n.component.format().unwrap_or("mixpanel");
@@ -248,7 +258,11 @@ pub fn run(
             start,
             stats: stats.clone(),
         })?;
-        sources.push((n.name.clone(), source, decoder()));
+        sources.push(OpenSource {
+            name: n.name.clone(),
+            source,
+            decoder: decoder(),
+        });
     }
 
     // Plan tasks: fuse chains of single-input operators with a single consumer.
@@ -273,7 +287,11 @@ pub fn run(
                   operators: &mut HashMap<String, Box<dyn Operator>>,
                   placed: &mut Vec<String>| {
         loop {
-            let tail = plan.members.last().cloned().unwrap_or_else(|| plan.head.clone());
+            let tail = plan
+                .members
+                .last()
+                .cloned()
+                .unwrap_or_else(|| plan.head.clone());
             let next = consumers(&tail);
             if next.len() != 1 {
                 plan.outputs = next;
@@ -300,9 +318,16 @@ pub fn run(
             }
         }
     };
-    let mut channels: HashMap<String, (Sender<Batch>, Receiver<Batch>)> = HashMap::new();
+    // Every task head and every sink has one bounded input channel.
+    let mut senders: HashMap<String, Sender<Batch>> = HashMap::new();
+    let mut sink_inputs: HashMap<String, Receiver<Batch>> = HashMap::new();
     let mut source_threads = Vec::new();
-    for (name, source, decoder) in sources {
+    for OpenSource {
+        name,
+        source,
+        decoder,
+    } in sources
+    {
         let (tx, rx) = bounded::<Batch>(cap);
         let mut plan = TaskPlan {
             head: name.clone(),
@@ -348,21 +373,13 @@ pub fn run(
         extend(&mut plan, &mut operators, &mut placed);
         let (tx, rx) = bounded::<Batch>(cap);
         plan.input = Some(rx);
-        channels.insert(name, (tx, rx_clone_placeholder()));
+        senders.insert(name, tx);
         plans.push(plan);
     }
     for name in sinks.keys() {
         let (tx, rx) = bounded::<Batch>(cap);
-        channels.insert(name.clone(), (tx, rx));
-    }
-    // Task heads keep their receiver in the plan; fix up the senders map.
-    let mut senders: HashMap<String, Sender<Batch>> = HashMap::new();
-    let mut sink_inputs: HashMap<String, Receiver<Batch>> = HashMap::new();
-    for (name, (tx, rx)) in channels {
-        if sinks.contains_key(&name) {
-            sink_inputs.insert(name.clone(), rx);
-        }
-        senders.insert(name, tx);
+        senders.insert(name.clone(), tx);
+        sink_inputs.insert(name.clone(), rx);
     }
     let outputs_of = |outs: &[String]| -> Result<Vec<Sender<Batch>>> {
         outs.iter()
@@ -402,7 +419,16 @@ pub fn run(
         let control = control.clone();
         let label = plan.head.clone();
         if plan.parallel && workers > 1 {
-            spawn_parallel(&label, plan.stage, workers, cap, input, outputs, control, &mut handles)?;
+            spawn_parallel(
+                &label,
+                plan.stage,
+                workers,
+                cap,
+                input,
+                outputs,
+                control,
+                &mut handles,
+            )?;
         } else {
             let mut stage = plan.stage;
             handles.push(spawn(&format!("op-{label}"), move || {
@@ -467,11 +493,6 @@ pub fn run(
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-// Operator tasks get their receiver when planned; the map only needs the sender side.
-fn rx_clone_placeholder() -> Receiver<Batch> {
-    crossbeam_channel::never()
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<thread::JoinHandle<()>> {

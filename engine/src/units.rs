@@ -20,7 +20,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` in `{s}`; use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`; use B, KiB, MiB or GiB"
+            ))
+        }
     };
     Ok((n * mult as f64) as u64)
 }
@@ -51,7 +55,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" | "min" => n * 60.0,
             "h" => n * 3600.0,
             "d" => n * 86400.0,
-            other => return Err(format!("unknown unit `{other}` in `{s}`; use ms, s, m, h or d")),
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{s}`; use ms, s, m, h or d"
+                ))
+            }
         };
         total += Duration::from_secs_f64(secs);
         rest = next;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
 
-use sluice_engine::batch::{Batch, DeadLetter, Event, Name, NameRef, Position, Prop, Value, NO_COLUMN};
+use sluice_engine::batch::{
+    Batch, DeadLetter, Event, Name, NameRef, Position, Prop, Value, NO_COLUMN,
+};
 use sluice_engine::component::Operator;
 use sluice_engine::Result;
 
@@ -77,7 +79,9 @@ impl MixpanelDecoder {
                     "properties" => props = Some(v),
                     _ => {}
                 },
-                Err(e) => return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string()))),
+                Err(e) => {
+                    return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string())))
+                }
             }
         }
         let name = match name {
@@ -102,7 +106,9 @@ impl MixpanelDecoder {
         for item in sonic_rs::to_object_iter(raw_props) {
             let (k, v) = match item {
                 Ok(kv) => kv,
-                Err(e) => return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string()))),
+                Err(e) => {
+                    return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string())))
+                }
             };
             match &*k {
                 "time" => {
@@ -159,7 +165,9 @@ impl MixpanelDecoder {
                             (f * 1_000_000.0) as i64
                         }
                     }
-                    _ => return Outcome::Dead("`properties.time` is not a usable epoch time".into()),
+                    _ => {
+                        return Outcome::Dead("`properties.time` is not a usable epoch time".into())
+                    }
                 },
                 _ => return Outcome::Dead("`properties.time` is not a number".into()),
             },
@@ -265,7 +273,9 @@ mod tests {
 
     #[test]
     fn milliseconds_and_numeric_distinct_ids() {
-        let b = decode_lines(&[r#"{"event":"a","properties":{"time":1602611311123,"distinct_id":42}}"#]);
+        let b = decode_lines(&[
+            r#"{"event":"a","properties":{"time":1602611311123,"distinct_id":42}}"#,
+        ]);
         assert_eq!(b.events[0].time_us, 1_602_611_311_123_000);
         assert_eq!(b.events[0].distinct_id.as_deref(), Some("42"));
     }

@@ -27,19 +27,19 @@ pub fn register(r: &mut Registry) {
         Role::Operator,
         "Assigns tables and typed columns through the dataset's schema registry (SPEC §4).",
     )));
-    r.add(Box::new(
-        TypedPlugin::<stringify_nested::StringifyNestedConfig>::new(
-            "stringify-nested",
-            Role::Operator,
-            "Writes arrays and objects as compact JSON text (SPEC §5).",
-        ),
-    ));
-    r.add(Box::new(
-        TypedPlugin::<partition_by_date::PartitionByDateConfig>::new(
-            "partition-by-date",
-            Role::Operator,
-            "Assigns mp_date in the project timezone (SPEC §7.2).",
-        ),
-    ));
+    r.add(Box::new(TypedPlugin::<
+        stringify_nested::StringifyNestedConfig,
+    >::new(
+        "stringify-nested",
+        Role::Operator,
+        "Writes arrays and objects as compact JSON text (SPEC §5).",
+    )));
+    r.add(Box::new(TypedPlugin::<
+        partition_by_date::PartitionByDateConfig,
+    >::new(
+        "partition-by-date",
+        Role::Operator,
+        "Assigns mp_date in the project timezone (SPEC §7.2).",
+    )));
     r.add_decoder("mixpanel", decode::mixpanel_decoder);
 }

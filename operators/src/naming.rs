@@ -37,20 +37,24 @@ pub fn clean(raw: &str) -> String {
     for c in rest.chars() {
         if c.is_ascii() {
             let l = c.to_ascii_lowercase();
-            s.push(if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '_' {
-                l
-            } else {
-                '_'
-            });
+            s.push(
+                if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '_' {
+                    l
+                } else {
+                    '_'
+                },
+            );
         } else {
             // Unicode lowercase may give several scalar values; each is outside [a-z0-9_]
             // unless it is ASCII (e.g. 'K' KELVIN SIGN lowercases to 'k').
             for l in c.to_lowercase() {
-                s.push(if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '_' {
-                    l
-                } else {
-                    '_'
-                });
+                s.push(
+                    if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '_' {
+                        l
+                    } else {
+                        '_'
+                    },
+                );
             }
         }
     }

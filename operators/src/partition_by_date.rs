@@ -44,7 +44,10 @@ impl Component for PartitionByDateConfig {
     }
     fn build_operator(&self, _cx: &BuildContext) -> Result<Box<dyn Operator>> {
         let tz: Tz = self.timezone.parse().map_err(|_| {
-            EngineError::config(format!("bad timezone `{}`", self.timezone), "use an IANA name")
+            EngineError::config(
+                format!("bad timezone `{}`", self.timezone),
+                "use an IANA name",
+            )
         })?;
         Ok(Box::new(PartitionByDate::new(tz)))
     }
@@ -190,7 +193,12 @@ mod tests {
 
     #[test]
     fn the_cache_agrees_with_exact_computation() {
-        for tz in ["America/Los_Angeles", "Asia/Kolkata", "Pacific/Chatham", "UTC"] {
+        for tz in [
+            "America/Los_Angeles",
+            "Asia/Kolkata",
+            "Pacific/Chatham",
+            "UTC",
+        ] {
             let mut cached = PartitionByDate::new(tz.parse().unwrap());
             let exact = PartitionByDate::new(tz.parse().unwrap());
             let mut t = 1_615_000_000i64;

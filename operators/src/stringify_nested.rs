@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn compacts_and_keeps_key_order() {
         assert_eq!(compact(r#"{"b":1,"a":[1,2]}"#), r#"{"b":1,"a":[1,2]}"#);
-        assert_eq!(compact("{ \"b\" : 1, \"a\" : [1, 2] }"), r#"{"b":1,"a":[1,2]}"#);
+        assert_eq!(
+            compact("{ \"b\" : 1, \"a\" : [1, 2] }"),
+            r#"{"b":1,"a":[1,2]}"#
+        );
         assert_eq!(compact(r#"["a b", "c"]"#), r#"["a b","c"]"#);
         assert_eq!(compact(r#"["a b"]"#), r#"["a b"]"#);
     }

@@ -22,7 +22,13 @@ use crate::naming::{conflict_candidate, first_free};
 /// The single table of monoschema mode.
 pub const MASTER_TABLE: &str = "mp_master_event";
 /// Names taken in every table before any property (§12 D7) besides the system columns.
-pub const RESERVED_COLUMNS: &[&str] = &["time", "distinct_id", "mp_date", "mp_properties", "mp_event_name"];
+pub const RESERVED_COLUMNS: &[&str] = &[
+    "time",
+    "distinct_id",
+    "mp_date",
+    "mp_properties",
+    "mp_event_name",
+];
 
 /// One table for all events, or one per event name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -58,7 +64,10 @@ impl Component for TypeInferConfig {
         if self.max_columns < 8 {
             return vec![Issue::at(
                 "max_columns",
-                format!("max_columns {} leaves no room for properties", self.max_columns),
+                format!(
+                    "max_columns {} leaves no room for properties",
+                    self.max_columns
+                ),
                 "use the default, 9500, or at least 8",
             )];
         }
@@ -86,7 +95,11 @@ impl Component for TypeInferConfig {
                 "feed it into a parquet sink",
             )
         })?;
-        Ok(Box::new(TypeInfer::new(registry, self.schema, self.max_columns)))
+        Ok(Box::new(TypeInfer::new(
+            registry,
+            self.schema,
+            self.max_columns,
+        )))
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -158,7 +171,10 @@ impl TypeInfer {
                         let def = self.registry.table(
                             Some(name.raw()),
                             None,
-                            &[("time", TypeClass::Timestamp), ("distinct_id", TypeClass::String)],
+                            &[
+                                ("time", TypeClass::Timestamp),
+                                ("distinct_id", TypeClass::String),
+                            ],
                             &|taken| first_free(clean, taken),
                         )?;
                         let t = Arc::new(TableRef {
@@ -194,10 +210,13 @@ impl TypeInfer {
                     };
                     first_free(&base, &|n| taken(n) || RESERVED_COLUMNS.contains(&n))
                 };
-                let v = match self
-                    .registry
-                    .column(table, name.raw(), class, self.max_columns, &propose)?
-                {
+                let v = match self.registry.column(
+                    table,
+                    name.raw(),
+                    class,
+                    self.max_columns,
+                    &propose,
+                )? {
                     ColumnAssignment::Column(c) => (c.ordinal, false),
                     ColumnAssignment::Overflow(c) => (c.ordinal, true),
                 };

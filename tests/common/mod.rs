@@ -21,7 +21,10 @@ pub fn lake_sets(dir: &Path) -> Vec<String> {
         "--set".into(),
         format!("sinks.lake.store.path={}", dir.join("lake").display()),
         "--set".into(),
-        format!("sinks.lake.catalog.path={}", dir.join("catalog.sqlite").display()),
+        format!(
+            "sinks.lake.catalog.path={}",
+            dir.join("catalog.sqlite").display()
+        ),
     ]
 }
 
@@ -49,6 +52,16 @@ pub fn query_csv(topology: &str, dir: &Path, sql: &str) -> String {
             .args(lake_sets(dir)),
     );
     stdout(&out)
+}
+
+/// Like [`query_csv`], but `None` when the query fails (e.g. no table yet).
+pub fn try_query_csv(topology: &str, dir: &Path, sql: &str) -> Option<String> {
+    let out = sluice()
+        .args(["query", topology, sql, "--format", "csv"])
+        .args(lake_sets(dir))
+        .output()
+        .ok()?;
+    out.status.success().then(|| stdout(&out))
 }
 
 /// The single number a `SELECT count(*)`-style query prints in CSV.

@@ -9,7 +9,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use sluice_engine::commit::CommitStage;
-use sluice_engine::component::{ColumnAssignment, ColumnDef, ProposeColumn, ProposeTable, TableDef};
+use sluice_engine::component::{
+    ColumnAssignment, ColumnDef, ProposeColumn, ProposeTable, TableDef,
+};
 use sluice_engine::{EngineError, Result, TypeClass};
 
 use super::{Catalog, CatalogTable, Manifest, NewPartition, Partition, SourcePosition};
@@ -72,7 +74,8 @@ impl LocalCatalog {
             .map_err(db_err("enabling WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err("setting synchronous"))?;
-        conn.execute_batch(SCHEMA).map_err(db_err("creating the schema"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(db_err("creating the schema"))?;
         Ok(LocalCatalog {
             conn: Mutex::new(conn),
         })
@@ -96,7 +99,9 @@ fn load_def(c: &Connection, table: i64) -> Result<TableDef> {
         )
         .map_err(db_err("reading a table"))?;
     let mut stmt = c
-        .prepare_cached("SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 ORDER BY ordinal")
+        .prepare_cached(
+            "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 ORDER BY ordinal",
+        )
         .map_err(db_err("reading columns"))?;
     let columns = stmt
         .query_map(params![table], |r| {
@@ -158,7 +163,9 @@ impl Catalog for LocalCatalog {
     fn partitions(&self, table_id: i64) -> Result<Vec<Partition>> {
         self.with(|c| {
             let mut stmt = c
-                .prepare("SELECT value, location FROM partitions WHERE table_id = ?1 ORDER BY value")
+                .prepare(
+                    "SELECT value, location FROM partitions WHERE table_id = ?1 ORDER BY value",
+                )
                 .map_err(db_err("listing partitions"))?;
             let rows = stmt
                 .query_map(params![table_id], |r| {

@@ -125,7 +125,11 @@ impl RollConfig {
         let mut issues = Vec::new();
         let bytes = |key: &str, v: &str, issues: &mut Vec<Issue>| match parse_bytes(v) {
             Ok(0) => {
-                issues.push(Issue::at(key, format!("`{v}` must be above zero"), "write e.g. 128MiB"));
+                issues.push(Issue::at(
+                    key,
+                    format!("`{v}` must be above zero"),
+                    "write e.g. 128MiB",
+                ));
                 0
             }
             Ok(n) => n,
@@ -138,7 +142,11 @@ impl RollConfig {
         let max_buffer_bytes = bytes("roll.max_buffer", &self.max_buffer, &mut issues);
         let max_age = match parse_duration(&self.max_age) {
             Ok(d) if d.is_zero() => {
-                issues.push(Issue::at("roll.max_age", "max_age must be above zero", "write e.g. 60s"));
+                issues.push(Issue::at(
+                    "roll.max_age",
+                    "max_age must be above zero",
+                    "write e.g. 60s",
+                ));
                 d
             }
             Ok(d) => d,
@@ -213,7 +221,11 @@ impl Component for ParquetSinkConfig {
             ));
         }
         if self.prefix.contains("//") || self.prefix.contains("..") {
-            issues.push(Issue::at("prefix", "the prefix has `//` or `..`", "write it like exports/mixpanel"));
+            issues.push(Issue::at(
+                "prefix",
+                "the prefix has `//` or `..`",
+                "write it like exports/mixpanel",
+            ));
         }
         issues
     }
@@ -242,7 +254,11 @@ impl Component for ParquetSinkConfig {
     fn build_sink(&self, cx: &BuildContext) -> Result<Box<dyn Sink>> {
         let roll = self.roll.parse().map_err(|issues| {
             sluice_engine::EngineError::config(
-                issues.iter().map(|i| i.message.clone()).collect::<Vec<_>>().join("; "),
+                issues
+                    .iter()
+                    .map(|i| i.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 "fix the roll settings",
             )
         })?;

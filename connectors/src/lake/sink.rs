@@ -120,7 +120,15 @@ impl LakeSink {
             .ok_or_else(|| EngineError::Internal("table definition vanished".into()))
     }
 
-    fn object_key(&mut self, table: &str, date: i32, first_partition: u32, first_offset: u64, manifest: i64, seq: u32) -> Result<String> {
+    fn object_key(
+        &mut self,
+        table: &str,
+        date: i32,
+        first_partition: u32,
+        first_offset: u64,
+        manifest: i64,
+        seq: u32,
+    ) -> Result<String> {
         let d = date_string(date);
         let (y, rest) = d.split_at(4);
         let (m, dd) = (&rest[1..3], &rest[4..6]);
@@ -147,7 +155,9 @@ impl LakeSink {
         };
         if w.rows > 0 {
             let (def, _) = self.def(key.0, 0)?;
-            let first = w.first.ok_or_else(|| EngineError::Internal("window without a first row".into()))?;
+            let first = w
+                .first
+                .ok_or_else(|| EngineError::Internal("window without a first row".into()))?;
             let seq = w.seq;
             let rows = w.rows;
             let bytes = w.encode(&def, self.compression)?;
@@ -183,7 +193,14 @@ impl LakeSink {
         let sealed = std::mem::take(&mut self.sealed);
         let mut objects = Vec::with_capacity(sealed.len() + 1);
         for s in &sealed {
-            objects.push(self.object_key(&s.table, s.date, s.first.partition, s.first.offset, manifest, s.seq)?);
+            objects.push(self.object_key(
+                &s.table,
+                s.date,
+                s.first.partition,
+                s.first.offset,
+                manifest,
+                s.seq,
+            )?);
         }
         self.sealed = sealed;
         let dead_key = if self.dead.is_empty() {
@@ -194,7 +211,10 @@ impl LakeSink {
             } else {
                 format!("{}/", self.ds.prefix)
             };
-            let k = format!("{prefix}_dead_letters/{}/dead-{manifest:08}.ndjson", self.name);
+            let k = format!(
+                "{prefix}_dead_letters/{}/dead-{manifest:08}.ndjson",
+                self.name
+            );
             objects.push(k.clone());
             Some(k)
         };
@@ -222,15 +242,27 @@ impl LakeSink {
             self.ds.store.put(k, text.as_bytes())?;
             bytes_written += text.len() as u64;
         }
-        self.ds.catalog.set_stage(manifest, CommitStage::ObjectsWritten)?;
+        self.ds
+            .catalog
+            .set_stage(manifest, CommitStage::ObjectsWritten)?;
 
         let mut parts: Vec<NewPartition> = Vec::new();
         for s in &self.sealed {
-            if parts.iter().any(|p| p.table_id == s.table_id && p.value == date_string(s.date)) {
+            if parts
+                .iter()
+                .any(|p| p.table_id == s.table_id && p.value == date_string(s.date))
+            {
                 continue;
             }
             let d = date_string(s.date);
-            let folder = format!("{}{}/{}/{}/{}/", self.ds.base_key, s.table, &d[0..4], &d[5..7], &d[8..10]);
+            let folder = format!(
+                "{}{}/{}/{}/{}/",
+                self.ds.base_key,
+                s.table,
+                &d[0..4],
+                &d[5..7],
+                &d[8..10]
+            );
             parts.push(NewPartition {
                 table_id: s.table_id,
                 value: d,
@@ -265,7 +297,8 @@ impl LakeSink {
         RunStats::add(&self.stats.dead_letters, self.dead.len() as u64);
         RunStats::add(&self.stats.commits, 1);
         metrics::counter!("sluice_sink_files_total", "sink" => self.name.clone()).increment(files);
-        metrics::counter!("sluice_sink_bytes_total", "sink" => self.name.clone()).increment(bytes_written);
+        metrics::counter!("sluice_sink_bytes_total", "sink" => self.name.clone())
+            .increment(bytes_written);
         metrics::counter!("sluice_dead_letters_total", "sink" => self.name.clone())
             .increment(self.dead.len() as u64);
         metrics::histogram!("sluice_commit_seconds", "sink" => self.name.clone())
@@ -336,7 +369,10 @@ impl Sink for LakeSink {
                     )));
                 }
                 Recovery::Inconsistent { reason } => {
-                    return Err(EngineError::Internal(format!("manifest {}: {reason}", m.id)))
+                    return Err(EngineError::Internal(format!(
+                        "manifest {}: {reason}",
+                        m.id
+                    )))
                 }
             }
         }
@@ -374,7 +410,10 @@ impl Sink for LakeSink {
                 .unwrap_or(0);
             let (def, sys) = self.def(table.id, need)?;
             let key = (table.id, date);
-            let w = self.windows.entry(key).or_insert_with(|| Window::new(table.id, date));
+            let w = self
+                .windows
+                .entry(key)
+                .or_insert_with(|| Window::new(table.id, date));
             let before = w.bytes;
             w.push(&e, &def, sys)?;
             self.held_bytes += (w.bytes - before) as u64;

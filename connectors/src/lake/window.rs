@@ -82,7 +82,11 @@ impl Column {
         self.pad(row);
         match &mut self.b {
             Builder::Str(b) => b.append_value(s),
-            _ => return Err(EngineError::Internal("a string for a non-string column".into())),
+            _ => {
+                return Err(EngineError::Internal(
+                    "a string for a non-string column".into(),
+                ))
+            }
         }
         self.len += 1;
         Ok(())
@@ -117,7 +121,11 @@ impl Column {
         self.pad(row);
         match &mut self.b {
             Builder::Time(b) => b.append_value(us),
-            _ => return Err(EngineError::Internal("time column is not a timestamp".into())),
+            _ => {
+                return Err(EngineError::Internal(
+                    "time column is not a timestamp".into(),
+                ))
+            }
         }
         self.len += 1;
         Ok(())
@@ -192,11 +200,9 @@ impl Window {
         if self.columns.len() <= ordinal {
             self.columns.resize_with(ordinal + 1, || None);
         }
-        let class = def
-            .columns
-            .get(ordinal)
-            .map(|c| c.class)
-            .ok_or_else(|| EngineError::Internal(format!("column {ordinal} unknown in {}", def.name)))?;
+        let class = def.columns.get(ordinal).map(|c| c.class).ok_or_else(|| {
+            EngineError::Internal(format!("column {ordinal} unknown in {}", def.name))
+        })?;
         Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class)))
     }
 
@@ -222,7 +228,8 @@ impl Window {
                 continue;
             }
             if p.overflow {
-                let (_, map) = overflow.get_or_insert_with(|| (p.column as usize, Default::default()));
+                let (_, map) =
+                    overflow.get_or_insert_with(|| (p.column as usize, Default::default()));
                 map.insert(p.name.raw().to_string(), to_json(&p.value));
                 continue;
             }
@@ -285,6 +292,8 @@ fn to_json(v: &Value) -> serde_json::Value {
             .map(serde_json::Value::Number)
             .unwrap_or(serde_json::Value::Null),
         Value::String(s) => serde_json::Value::String(s.clone()),
-        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.clone())),
+        Value::Json(s) => {
+            serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.clone()))
+        }
     }
 }

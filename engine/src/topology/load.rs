@@ -114,7 +114,10 @@ pub fn load_str(
         Err(e) => {
             let (line, column) = load_error_position(&e);
             let msg = e.to_string();
-            let msg = msg.split_once(": ").map(|(_, m)| m.to_string()).unwrap_or(msg);
+            let msg = msg
+                .split_once(": ")
+                .map(|(_, m)| m.to_string())
+                .unwrap_or(msg);
             return Err(vec![Problem {
                 location: Location {
                     file: file.into(),
@@ -192,7 +195,15 @@ pub fn load_str(
         };
         for (name, body) in sec.iter() {
             let cname = format!("{section}.{}", name.as_str());
-            let parsed = parse_component(&mut cx, registry, role, name, body, &cname, &mut input_spans);
+            let parsed = parse_component(
+                &mut cx,
+                registry,
+                role,
+                name,
+                body,
+                &cname,
+                &mut input_spans,
+            );
             if let Err(inputs) = &parsed {
                 broken.push((name.as_str().to_string(), role, inputs.clone()));
             }
@@ -219,8 +230,13 @@ pub fn load_str(
                 let span = e
                     .start_mark()
                     .map(Span::new_start)
-                    .unwrap_or_else(|| n.span().clone());
-                cx.problem(&span, "runtime", e.to_string(), "see `sluice schema` for the settings");
+                    .unwrap_or_else(|| *n.span());
+                cx.problem(
+                    &span,
+                    "runtime",
+                    e.to_string(),
+                    "see `sluice schema` for the settings",
+                );
                 RuntimeConfig::default()
             }
         },
@@ -282,7 +298,11 @@ fn parse_component(
         return Err(Vec::new());
     };
     let declared_inputs: Vec<String> = match map.get_node("inputs") {
-        Some(Node::Sequence(seq)) => seq.iter().filter_map(|n| n.as_scalar()).map(|s| s.as_str().to_string()).collect(),
+        Some(Node::Sequence(seq)) => seq
+            .iter()
+            .filter_map(|n| n.as_scalar())
+            .map(|s| s.as_str().to_string())
+            .collect(),
         Some(Node::Scalar(s)) => vec![s.as_str().to_string()],
         _ => Vec::new(),
     };
@@ -328,7 +348,7 @@ fn parse_component(
                     match item.as_scalar() {
                         Some(s) => {
                             input_spans
-                                .insert((name.as_str().to_string(), inputs.len()), s.span().clone());
+                                .insert((name.as_str().to_string(), inputs.len()), *s.span());
                             inputs.push(s.as_str().to_string());
                         }
                         None => cx.problem(
@@ -341,7 +361,7 @@ fn parse_component(
                 }
             }
             Node::Scalar(s) => {
-                input_spans.insert((name.as_str().to_string(), 0), s.span().clone());
+                input_spans.insert((name.as_str().to_string(), 0), *s.span());
                 inputs.push(s.as_str().to_string());
             }
             other => cx.problem(
@@ -354,7 +374,7 @@ fn parse_component(
     }
 
     // The plugin's settings are everything but `type` and `inputs`.
-    let mut settings = MarkedMappingNode::new_empty(map.span().clone());
+    let mut settings = MarkedMappingNode::new_empty(*map.span());
     for (k, v) in map.iter() {
         if k.as_str() != "type" && k.as_str() != "inputs" {
             settings.insert(k.clone(), v.clone());
@@ -390,7 +410,7 @@ fn parse_component(
             .key
             .as_deref()
             .and_then(|k| lookup_span(&settings, k))
-            .unwrap_or_else(|| name.span().clone());
+            .unwrap_or_else(|| *name.span());
         cx.problem(&span, cname, issue.message, issue.hint);
     }
     Ok(NodeSpec {
@@ -409,7 +429,7 @@ fn lookup_span(node: &Node, path: &str) -> Option<Span> {
     for seg in path.split('.') {
         cur = cur.as_mapping()?.get_node(seg)?;
     }
-    Some(cur.span().clone())
+    Some(*cur.span())
 }
 
 fn role_word(role: Role) -> &'static str {
@@ -471,7 +491,7 @@ fn check_graph(
         while let Some(x) = stack.pop() {
             if x == n.name {
                 let cname = format!("operators.{}", n.name);
-                let loc_span = spans.get(&(n.name.clone(), 0)).unwrap_or(&blank).clone();
+                let loc_span = *spans.get(&(n.name.clone(), 0)).unwrap_or(&blank);
                 cx.problem(
                     &loc_span,
                     &cname,
@@ -603,12 +623,11 @@ fn apply_set(root: &mut Node, set: &str) -> Result<(), String> {
     if path.is_empty() || segs.iter().any(|s| s.is_empty()) {
         return Err(format!("`--set {set}`: the key path is empty"));
     }
-    let parsed = marked_yaml::parse_yaml(1, format!("v: {value}"))
-        .map_err(|e| format!("`--set {set}`: the value is not valid YAML ({e})"))?;
-    let mut new = parsed
-        .as_mapping()
-        .and_then(|m| m.get_node("v"))
-        .cloned()
+    // The value is YAML when it parses as YAML (`[a, b]`, `{k: v}`, `42`), else a plain string
+    // (`-`, `a: b`).
+    let mut new = marked_yaml::parse_yaml(1, format!("v: {value}"))
+        .ok()
+        .and_then(|parsed| parsed.as_mapping().and_then(|m| m.get_node("v")).cloned())
         .unwrap_or_else(|| Node::Scalar(MarkedScalarNode::new(Span::new_blank(), value)));
     blank_spans(&mut new);
     let mut cur = root;
@@ -654,12 +673,13 @@ fn interpolate(node: &mut Node, env: &dyn Fn(&str) -> Option<String>, cx: &mut C
             }
             match expand(s.as_str(), env) {
                 Ok((text, values)) => {
-                    cx.secrets.extend(values.into_iter().filter(|v| !v.is_empty()));
-                    let span = s.span().clone();
+                    cx.secrets
+                        .extend(values.into_iter().filter(|v| !v.is_empty()));
+                    let span = *s.span();
                     *s = MarkedScalarNode::new(span, text);
                 }
                 Err(msg) => {
-                    let span = s.span().clone();
+                    let span = *s.span();
                     cx.problem(
                         &span,
                         "",
@@ -695,11 +715,7 @@ pub(crate) fn expand(
                 Some((v, d)) => (v, Some(d)),
                 None => (expr, None),
             };
-            if var.is_empty()
-                || !var
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("`${{{expr}}}` is not a variable name"));
             }
             match (env(var), default) {
@@ -746,7 +762,11 @@ mod tests {
         let a = root.as_mapping().unwrap().get_mapping("a").unwrap();
         assert_eq!(a.get_scalar("b").unwrap().as_str(), "2");
         assert_eq!(
-            a.get_mapping("c").unwrap().get_scalar("d").unwrap().as_str(),
+            a.get_mapping("c")
+                .unwrap()
+                .get_scalar("d")
+                .unwrap()
+                .as_str(),
             "hello"
         );
         assert!(apply_set(&mut root, "a.b.x=1").is_err());

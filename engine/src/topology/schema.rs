@@ -20,9 +20,7 @@ pub fn json_schema(registry: &Registry) -> Value {
             if let Some(obj) = s.as_object_mut() {
                 obj.remove("$schema");
                 obj.insert("description".into(), json!(p.about()));
-                let props = obj
-                    .entry("properties")
-                    .or_insert_with(|| json!({}));
+                let props = obj.entry("properties").or_insert_with(|| json!({}));
                 if let Some(props) = props.as_object_mut() {
                     props.insert("type".into(), json!({"const": p.type_name()}));
                     if role != Role::Source {

@@ -1,0 +1,125 @@
+//! The runtime seen from outside: rolls on age fire without new events, and the Prometheus
+//! endpoint reports per-operator rows, files, bytes and dead letters.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn age_roll_commits_without_new_events_and_metrics_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    gen(&input, 40, 3, 0.0);
+    let mut lines = std::fs::read_to_string(&input).unwrap();
+    lines.push_str("{not json\n");
+    let port = free_port();
+    let mut child = sluice()
+        .args([
+            "run",
+            "topologies/quickstart.yaml",
+            "--no-progress",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "--set",
+            "sources.events.path=-",
+            "--set",
+            "sinks.lake.roll.max_age=300ms",
+        ])
+        .args(lake_sets(dir.path()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+
+    // The input stays open and nothing new arrives: the age roll alone must commit.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let csv = try_query_csv(
+            "topologies/quickstart.yaml",
+            dir.path(),
+            "SELECT count(*) FROM mp_master_event",
+        )
+        .unwrap_or_default();
+        if csv.lines().nth(1) == Some("40") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no commit while the input stayed open: {csv}"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let m = http_get(port, "/metrics");
+    assert_eq!(
+        metric(&m, "sluice_operator_events_in_total", "operator=\"clean\""),
+        Some(40.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "sluice_operator_events_out_total", "operator=\"dates\""),
+        Some(40.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "sluice_sink_rows_total", "table=\"mp_master_event\""),
+        Some(40.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "sluice_dead_letters_total", "sink=\"lake\""),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        metric(&m, "sluice_sink_files_total", "sink=\"lake\"").unwrap_or(0.0) >= 2.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "sluice_sink_bytes_total", "sink=\"lake\"").unwrap_or(0.0) > 1000.0,
+        "{m}"
+    );
+
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("events read      41 lines"), "{summary}");
+    assert!(summary.contains("dead letters     1"), "{summary}");
+}
