@@ -8,6 +8,7 @@
 
 pub mod clean_name;
 pub mod decode;
+pub mod memory_registry;
 pub mod naming;
 pub mod partition_by_date;
 pub mod stringify_nested;
