@@ -8,6 +8,7 @@
 
 pub mod clean_name;
 pub mod decode;
+pub mod filter;
 pub mod memory_registry;
 pub mod naming;
 pub mod partition_by_date;
@@ -41,6 +42,11 @@ pub fn register(r: &mut Registry) {
         "partition-by-date",
         Role::Operator,
         "Assigns mp_date in the project timezone (SPEC §7.2).",
+    )));
+    r.add(Box::new(TypedPlugin::<filter::FilterConfig>::new(
+        "filter",
+        Role::Operator,
+        "Keeps events by name (`events`) and by a predicate on properties (`where`).",
     )));
     r.add_decoder("mixpanel", decode::mixpanel_decoder);
 }

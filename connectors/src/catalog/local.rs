@@ -489,6 +489,65 @@ impl Catalog for LocalCatalog {
         })
     }
 
+    fn schema_version(&self, database: &str) -> Result<i64> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT coalesce(sum(version), 0) + count(*) FROM tables WHERE database = ?1",
+                params![database],
+                |r| r.get(0),
+            )
+            .map_err(db_err("reading the schema version"))
+        })
+    }
+
+    fn name_mapping(&self, database: &str) -> Result<serde_json::Value> {
+        use serde_json::{json, Map, Value};
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT t.name, t.source_event, c.name, c.source, c.class, c.overflow, c.created_at
+                     FROM tables t JOIN columns c ON c.table_id = t.id
+                     WHERE t.database = ?1 ORDER BY t.name, c.ordinal",
+                )
+                .map_err(db_err("reading the schema"))?;
+            let rows = stmt
+                .query_map(params![database], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, bool>(5)?,
+                        r.get::<_, String>(6)?,
+                    ))
+                })
+                .map_err(db_err("reading the schema"))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(db_err("reading the schema"))?;
+            let mut tables = Map::new();
+            for (table, event, column, source, class, overflow, created) in rows {
+                let t = tables
+                    .entry(table)
+                    .or_insert_with(|| json!({"source_event": event, "columns": {}}));
+                // System columns map to the fields they come from.
+                let source = match (source, column.as_str(), overflow) {
+                    (Some(s), _, _) => Value::String(s),
+                    (None, _, true) => Value::Null,
+                    (None, "mp_event_name", _) => Value::String("event".into()),
+                    (None, other, _) => Value::String(other.to_string()),
+                };
+                if let Some(cols) = t["columns"].as_object_mut() {
+                    cols.insert(
+                        column,
+                        json!({"source": source, "type": class, "created_at": created}),
+                    );
+                }
+            }
+            Ok(json!({ "tables": tables }))
+        })
+    }
+
     fn positions(&self, sink: &str) -> Result<HashMap<(String, String), u64>> {
         self.with(|c| {
             let mut stmt = c

@@ -100,6 +100,10 @@ pub trait Catalog: Send + Sync {
     fn unfinished(&self, sink: &str) -> Result<Vec<Manifest>>;
     /// Marks a rolled-back manifest as such.
     fn abandon(&self, manifest: i64) -> Result<()>;
+    /// A number that changes whenever a table or column of `database` is added.
+    fn schema_version(&self, database: &str) -> Result<i64>;
+    /// The name-mapping document of SPEC §11 for `database`.
+    fn name_mapping(&self, database: &str) -> Result<serde_json::Value>;
     /// Committed positions of `sink`, by (source, partition).
     fn positions(&self, sink: &str) -> Result<HashMap<(String, String), u64>>;
 }

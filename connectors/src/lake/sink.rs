@@ -57,6 +57,8 @@ pub struct LakeSink {
     partition_numbers: HashMap<u32, i64>,
     epoch_started: Option<Instant>,
     held_bytes: u64,
+    /// The catalog's schema version when `schema/events.json` was last written.
+    mapping_version: Option<i64>,
     /// Unique within the catalog: the database and the sink's name.
     sink_id: String,
 }
@@ -87,6 +89,7 @@ impl LakeSink {
             partition_numbers: HashMap::new(),
             epoch_started: None,
             held_bytes: 0,
+            mapping_version: None,
             sink_id,
         }
     }
@@ -245,6 +248,7 @@ impl LakeSink {
         self.ds
             .catalog
             .set_stage(manifest, CommitStage::ObjectsWritten)?;
+        self.write_name_mapping()?;
 
         let mut parts: Vec<NewPartition> = Vec::new();
         for s in &self.sealed {
@@ -319,6 +323,24 @@ impl LakeSink {
         self.windows.clear();
         self.held_bytes = 0;
         self.epoch_started = None;
+        Ok(())
+    }
+}
+
+impl LakeSink {
+    /// Rewrites `<prefix>/<project_id>/schema/events.json` (SPEC §11) when the schema changed.
+    fn write_name_mapping(&mut self) -> Result<()> {
+        let version = self.ds.catalog.schema_version(&self.ds.database)?;
+        if self.mapping_version == Some(version) {
+            return Ok(());
+        }
+        let doc = self.ds.catalog.name_mapping(&self.ds.database)?;
+        let text = serde_json::to_vec_pretty(&doc)
+            .map_err(|e| EngineError::Internal(format!("name mapping: {e}")))?;
+        self.ds
+            .store
+            .put(&format!("{}schema/events.json", self.ds.base_key), &text)?;
+        self.mapping_version = Some(version);
         Ok(())
     }
 }
