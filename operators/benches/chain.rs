@@ -25,7 +25,7 @@ use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use sluice_engine::batch::{Batch, RawLines};
 use sluice_engine::component::Operator;
 use sluice_operators::clean_name::CleanName;
-use sluice_operators::decode::mixpanel_decoder;
+use sluice_operators::decode::MixpanelDecoder;
 use sluice_operators::memory_registry::MemoryRegistry;
 use sluice_operators::partition_by_date::PartitionByDate;
 use sluice_operators::stringify_nested::StringifyNested;
@@ -120,7 +120,8 @@ fn run(ops: &mut [&mut dyn Operator], mut batches: Vec<Batch>) -> Vec<Batch> {
 }
 
 fn bench(c: &mut Criterion, input: &[Batch], lines: u64) {
-    let mut decode = mixpanel_decoder();
+    // What the `mixpanel` decoder factory (`decode::mixpanel_decoder`) builds.
+    let mut decode = MixpanelDecoder::default();
     let mut clean = CleanName;
     let mut nested = StringifyNested;
     let mut types = type_infer();
@@ -128,13 +129,7 @@ fn bench(c: &mut Criterion, input: &[Batch], lines: u64) {
 
     // Sanity check, and the warm state: every name interned, cleaned and registered.
     let out = run(
-        &mut [
-            &mut *decode,
-            &mut clean,
-            &mut nested,
-            &mut types,
-            &mut dates,
-        ],
+        &mut [&mut decode, &mut clean, &mut nested, &mut types, &mut dates],
         input.to_vec(),
     );
     let events: usize = out.iter().map(|b| b.events.len()).sum();
@@ -165,13 +160,7 @@ fn bench(c: &mut Criterion, input: &[Batch], lines: u64) {
             || input.to_vec(),
             |batches| {
                 black_box(run(
-                    &mut [
-                        &mut *decode,
-                        &mut clean,
-                        &mut nested,
-                        &mut types,
-                        &mut dates,
-                    ],
+                    &mut [&mut decode, &mut clean, &mut nested, &mut types, &mut dates],
                     batches,
                 ))
             },
@@ -183,13 +172,7 @@ fn bench(c: &mut Criterion, input: &[Batch], lines: u64) {
             || (input.to_vec(), type_infer()),
             |(batches, mut fresh)| {
                 let out = run(
-                    &mut [
-                        &mut *decode,
-                        &mut clean,
-                        &mut nested,
-                        &mut fresh,
-                        &mut dates,
-                    ],
+                    &mut [&mut decode, &mut clean, &mut nested, &mut fresh, &mut dates],
                     batches,
                 );
                 // Returned, so that dropping it is not timed either.
@@ -206,7 +189,7 @@ fn bench(c: &mut Criterion, input: &[Batch], lines: u64) {
     g.bench_function("warm", |b| {
         b.iter_batched(
             || input.to_vec(),
-            |batches| black_box(run(&mut [&mut *decode], batches)),
+            |batches| black_box(run(&mut [&mut decode], batches)),
             BatchSize::LargeInput,
         )
     });
