@@ -14,7 +14,8 @@ use sluice_operators::type_infer::{SchemaMode, TypeInfer};
 fn legal(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn raw_name() -> impl Strategy<Value = String> {

@@ -36,8 +36,14 @@ fn filters_keep_what_the_whitelist_and_the_predicate_say() {
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| classify(&v.to_string()).is_some())
-        .filter(|v| ["Page View", "Purchase", "Search"].contains(&v["event"].as_str().unwrap_or("")))
-        .filter(|v| v["properties"]["$screen_width"].as_f64().is_some_and(|w| w >= 1000.0))
+        .filter(|v| {
+            ["Page View", "Purchase", "Search"].contains(&v["event"].as_str().unwrap_or(""))
+        })
+        .filter(|v| {
+            v["properties"]["$screen_width"]
+                .as_f64()
+                .is_some_and(|w| w >= 1000.0)
+        })
         .filter(|v| !v["properties"]["$city"].is_null())
         .count();
     let got = query(&t, "SELECT count(*) FROM mp_master_event");
@@ -58,17 +64,50 @@ fn a_new_property_appends_a_column_and_older_files_read_it_as_null() {
     .unwrap();
     let t = topology(dir.path(), &first, CHAIN);
     run_ok(sluice().args(["run", &t]));
-    run_ok(sluice().args(["run", &t, "--set", &format!("sources.events.path={}", second.display())]));
-    let rows = query(&t, "SELECT mp_insert_id, plan, seats_count FROM mp_master_event ORDER BY mp_insert_id");
+    run_ok(sluice().args([
+        "run",
+        &t,
+        "--set",
+        &format!("sources.events.path={}", second.display()),
+    ]));
+    let rows = query(
+        &t,
+        "SELECT mp_insert_id, plan, seats_count FROM mp_master_event ORDER BY mp_insert_id",
+    );
     assert_eq!(rows, "mp_insert_id,plan,seats_count\na,free,\nb,pro,3.0\n");
     // The column was appended, in the catalog and in the name map.
-    let map: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("lake/7/schema/events.json")).unwrap()).unwrap();
-    let cols: Vec<&String> = map["tables"]["mp_master_event"]["columns"].as_object().unwrap().keys().collect();
-    assert_eq!(cols, ["mp_event_name", "time", "distinct_id", "mp_insert_id", "plan", "seats_count"]);
-    assert_eq!(map["tables"]["mp_master_event"]["columns"]["seats_count"]["source"], "Seats Count");
-    assert_eq!(map["tables"]["mp_master_event"]["columns"]["seats_count"]["type"], "number");
-    assert_eq!(map["tables"]["mp_master_event"]["source_event"], serde_json::Value::Null);
+    let map: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("lake/7/schema/events.json")).unwrap(),
+    )
+    .unwrap();
+    let cols: Vec<&String> = map["tables"]["mp_master_event"]["columns"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "mp_event_name",
+            "time",
+            "distinct_id",
+            "mp_insert_id",
+            "plan",
+            "seats_count"
+        ]
+    );
+    assert_eq!(
+        map["tables"]["mp_master_event"]["columns"]["seats_count"]["source"],
+        "Seats Count"
+    );
+    assert_eq!(
+        map["tables"]["mp_master_event"]["columns"]["seats_count"]["type"],
+        "number"
+    );
+    assert_eq!(
+        map["tables"]["mp_master_event"]["source_event"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -87,16 +126,29 @@ fn times_in_seconds_and_milliseconds_land_on_the_project_day() {
     let text: String = lines
         .iter()
         .enumerate()
-        .map(|(i, (t, _, _))| format!("{{\"event\":\"E\",\"properties\":{{\"time\":{t},\"$insert_id\":\"{i}\"}}}}\n"))
+        .map(|(i, (t, _, _))| {
+            format!("{{\"event\":\"E\",\"properties\":{{\"time\":{t},\"$insert_id\":\"{i}\"}}}}\n")
+        })
         .collect();
     std::fs::write(&input, text).unwrap();
     let ops = CHAIN.replace("timezone: UTC", "timezone: America/Los_Angeles");
     let t = topology(dir.path(), &input, &ops);
     run_ok(sluice().args(["run", &t]));
-    let rows = query(&t, "SELECT mp_insert_id, mp_date FROM mp_master_event ORDER BY mp_insert_id");
+    let rows = query(
+        &t,
+        "SELECT mp_insert_id, mp_date FROM mp_master_event ORDER BY mp_insert_id",
+    );
     let want: String = std::iter::once("mp_insert_id,mp_date\n".to_string())
-        .chain(lines.iter().enumerate().map(|(i, (_, _, d))| format!("{i},{d}\n")))
+        .chain(
+            lines
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, d))| format!("{i},{d}\n")),
+        )
         .collect();
     assert_eq!(rows, want);
-    assert!(dir.path().join("lake/7/mp_master_event/2021/03/13").is_dir());
+    assert!(dir
+        .path()
+        .join("lake/7/mp_master_event/2021/03/13")
+        .is_dir());
 }

@@ -8,11 +8,24 @@ use std::path::Path;
 /// The shell code blocks of the README section "Two commands".
 fn readme_commands() -> Vec<String> {
     let text = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let section = text.split("## Two commands").nth(1).unwrap().split("\n## ").next().unwrap();
+    let section = text
+        .split("## Two commands")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
     section
         .split("```sh\n")
         .skip(1)
-        .map(|b| b.split("```").next().unwrap().replace("\\\n", " ").trim().to_string())
+        .map(|b| {
+            b.split("```")
+                .next()
+                .unwrap()
+                .replace("\\\n", " ")
+                .trim()
+                .to_string()
+        })
         .collect()
 }
 
@@ -56,9 +69,17 @@ fn the_quickstart_command_works_on_a_fresh_clone_and_its_next_query_too() {
         .find_map(|l| l.strip_prefix("next: sluice "))
         .unwrap_or_else(|| panic!("no next query in:\n{text}"));
     let (verb_and_file, sql) = next.split_once(" \"").unwrap();
-    let mut q: Vec<String> = verb_and_file.split_whitespace().map(str::to_string).collect();
+    let mut q: Vec<String> = verb_and_file
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     q.push(sql.trim_end_matches('"').to_string());
-    let out = run_ok(sluice().current_dir(clone.path()).args(&q).args(["--format", "csv"]));
+    let out = run_ok(
+        sluice()
+            .current_dir(clone.path())
+            .args(&q)
+            .args(["--format", "csv"]),
+    );
     let n: u64 = stdout(&out).lines().nth(1).unwrap().parse().unwrap();
     let valid = read_lines(&repo().join("topologies/sample/events.ndjson.gz"))
         .iter()
@@ -74,5 +95,8 @@ fn ci_runs_the_readmes_test_command() {
     let test_cmd = cmds.last().unwrap();
     assert_eq!(test_cmd, "scripts/test.sh");
     let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
-    assert!(ci.lines().any(|l| l.trim() == format!("exec {test_cmd}")), "{ci}");
+    assert!(
+        ci.lines().any(|l| l.trim() == format!("exec {test_cmd}")),
+        "{ci}"
+    );
 }

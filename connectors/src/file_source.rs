@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sluice_engine::batch::{Batch, RawLines};
 use sluice_engine::component::{Source, SourceContext};
 use sluice_engine::error::ResultExt;
+use sluice_engine::format::{DecoderSettings, RecordsFormat};
 use sluice_engine::registry::{BuildContext, Component, Issue};
 use sluice_engine::stats::RunStats;
 use sluice_engine::{EngineError, Result};
@@ -26,9 +27,17 @@ use sluice_engine::{EngineError, Result};
 pub struct FileSourceConfig {
     /// A file, a glob such as `data/*.ndjson.gz`, or `-` for standard input.
     pub path: String,
-    /// How lines are decoded; `mixpanel` is `{"event": ..., "properties": {...}}`.
+    /// How lines are decoded: `mixpanel` is `{"event": ..., "properties": {...}}`; `records`
+    /// is any JSON object per line (or an array of them), mapped to events by `records`.
     #[serde(default = "default_format")]
     pub format: String,
+    /// Where `records` finds the event name, time and properties.
+    #[serde(default)]
+    pub records: Option<RecordsFormat>,
+    /// Read each file as one JSON document instead of one record per line (with
+    /// `records.records_at` to find the records in it).
+    #[serde(default)]
+    pub document: bool,
 }
 
 fn default_format() -> String {
@@ -51,19 +60,32 @@ impl Component for FileSourceConfig {
                 "escape [ and ] in file names, or name the file without a pattern",
             )];
         }
+        if self.records.is_some() && self.format != "records" {
+            return vec![Issue::at(
+                "records",
+                "`records` settings apply only with `format: records`",
+                "set `format: records`, or remove `records`",
+            )];
+        }
         vec![]
     }
     fn describe(&self) -> String {
         format!("{} ({})", self.path, self.format)
     }
-    fn format(&self) -> Option<&str> {
-        Some(&self.format)
+    fn format(&self) -> Option<(&str, DecoderSettings)> {
+        Some((
+            &self.format,
+            DecoderSettings {
+                records: self.records.clone().unwrap_or_default(),
+            },
+        ))
     }
     fn build_source(&self, cx: &BuildContext) -> Result<Box<dyn Source>> {
         Ok(Box::new(FileSource {
             pattern: self.path.clone(),
             files: Vec::new(),
             current: None,
+            document: self.document,
             stats: cx.stats.clone(),
         }))
     }
@@ -92,6 +114,7 @@ pub struct FileSource {
     pattern: String,
     files: Vec<Input>,
     current: Option<Open>,
+    document: bool,
     stats: Arc<RunStats>,
 }
 
@@ -173,7 +196,19 @@ impl Source for FileSource {
             };
             let mut eof = false;
             let mut bytes = 0u64;
-            while raw.lines.len() < max_lines {
+            if self.document {
+                let n = cur
+                    .reader
+                    .read_to_end(&mut raw.buf)
+                    .context(|| format!("reading {}", cur.label))?;
+                bytes = n as u64;
+                if cur.start == 0 && n > 0 {
+                    raw.lines.push((0, 0, raw.buf.len() as u32));
+                }
+                cur.next = 1;
+                eof = true;
+            }
+            while !eof && raw.lines.len() < max_lines {
                 let start = raw.buf.len();
                 let n = cur
                     .reader

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod commit;
 pub mod component;
 pub mod error;
+pub mod format;
 pub mod registry;
 pub mod runtime;
 pub mod stats;

@@ -100,8 +100,8 @@ pub trait Component: Send + Sync + Any {
     fn describe(&self) -> String {
         String::new()
     }
-    /// For sources: the decoder that turns raw lines into events.
-    fn format(&self) -> Option<&str> {
+    /// For sources: the decoder that turns raw lines into events, and its settings.
+    fn format(&self) -> Option<(&str, crate::format::DecoderSettings)> {
         None
     }
     /// For sinks that own a dataset: its identity (for checks) ...
@@ -196,7 +196,7 @@ where
 }
 
 /// Makes the decoder operator for a source format.
-pub type DecoderFactory = fn() -> Box<dyn Operator>;
+pub type DecoderFactory = fn(&crate::format::DecoderSettings) -> Box<dyn Operator>;
 
 /// Every component type and decoder the application knows.
 #[derive(Default)]

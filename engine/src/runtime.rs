@@ -225,7 +225,10 @@ pub fn run(
     let mut sources: Vec<OpenSource> = Vec::new();
     for n in topology.nodes.iter().filter(|n| n.role == Role::Source) {
         let mut source = n.component.build_source(&cx_for(&n.name, None))?;
-        let format = n.component.format().unwrap_or("mixpanel");
+        let (format, settings) = n
+            .component
+            .format()
+            .unwrap_or(("mixpanel", Default::default()));
         let decoder = registry.decoder(format).ok_or_else(|| {
             EngineError::config(
                 format!("source `{}`: unknown format `{format}`", n.name),
@@ -261,7 +264,7 @@ pub fn run(
         sources.push(OpenSource {
             name: n.name.clone(),
             source,
-            decoder: decoder(),
+            decoder: decoder(&settings),
         });
     }
 

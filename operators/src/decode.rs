@@ -27,7 +27,7 @@ pub struct Interner {
 }
 
 impl Interner {
-    fn get(&mut self, raw: &str) -> (u32, NameRef) {
+    pub fn get(&mut self, raw: &str) -> (u32, NameRef) {
         if let Some((id, n)) = self.names.get(raw) {
             return (*id, n.clone());
         }
@@ -48,7 +48,7 @@ pub struct MixpanelDecoder {
 }
 
 /// Makes the decoder; registered as format `mixpanel`.
-pub fn mixpanel_decoder() -> Box<dyn Operator> {
+pub fn mixpanel_decoder(_: &sluice_engine::format::DecoderSettings) -> Box<dyn Operator> {
     Box::new(MixpanelDecoder::default())
 }
 

@@ -8,6 +8,7 @@
 
 pub mod clean_name;
 pub mod decode;
+pub mod decode_records;
 pub mod filter;
 pub mod memory_registry;
 pub mod naming;
@@ -49,4 +50,5 @@ pub fn register(r: &mut Registry) {
         "Keeps events by name (`events`) and by a predicate on properties (`where`).",
     )));
     r.add_decoder("mixpanel", decode::mixpanel_decoder);
+    r.add_decoder("records", decode_records::records_decoder);
 }

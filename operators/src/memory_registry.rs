@@ -93,7 +93,11 @@ impl SchemaRegistry for MemoryRegistry {
         }
         let ordinal = t.columns.len() as u32;
         if ordinal >= max_columns {
-            if let Some(c) = t.columns.iter().find(|c| c.source.is_none() && c.name == "mp_properties") {
+            if let Some(c) = t
+                .columns
+                .iter()
+                .find(|c| c.source.is_none() && c.name == "mp_properties")
+            {
                 return Ok(ColumnAssignment::Overflow(c.clone()));
             }
             let c = ColumnDef {

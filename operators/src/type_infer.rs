@@ -270,7 +270,10 @@ mod tests {
             raw.buf.extend_from_slice(l.as_bytes());
             raw.lines.push((i as u64, s, raw.buf.len() as u32));
         }
-        let mut b = Batch { raw, ..Default::default() };
+        let mut b = Batch {
+            raw,
+            ..Default::default()
+        };
         dec.process(&mut b).unwrap();
         CleanName.process(&mut b).unwrap();
         ti.process(&mut b).unwrap();
@@ -278,7 +281,10 @@ mod tests {
     }
 
     fn columns(t: &TableDef) -> Vec<(String, Option<String>, TypeClass)> {
-        t.columns.iter().map(|c| (c.name.clone(), c.source.clone(), c.class)).collect()
+        t.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.source.clone(), c.class))
+            .collect()
     }
 
     fn names(t: &TableDef) -> Vec<&str> {
@@ -292,8 +298,15 @@ mod tests {
     #[test]
     fn collisions_are_numbered_in_order_of_first_arrival() {
         // SPEC §3.4 #29: XY, then Xy, then xY.
-        let (t, _) = run(SchemaMode::Monoschema, 9500, &[&ev(r#","XY":1"#), &ev(r#","Xy":1"#), &ev(r#","xY":1"#)]);
-        assert_eq!(names(&t[0]), ["mp_event_name", "time", "distinct_id", "xy", "xy_1", "xy_2"]);
+        let (t, _) = run(
+            SchemaMode::Monoschema,
+            9500,
+            &[&ev(r#","XY":1"#), &ev(r#","Xy":1"#), &ev(r#","xY":1"#)],
+        );
+        assert_eq!(
+            names(&t[0]),
+            ["mp_event_name", "time", "distinct_id", "xy", "xy_1", "xy_2"]
+        );
     }
 
     #[test]
@@ -302,7 +315,13 @@ mod tests {
         let (t, b) = run(
             SchemaMode::Monoschema,
             9500,
-            &[&ev(r#","x":1"#), &ev(r#","x":"a""#), &ev(r#","x":true"#), &ev(r#","x":[1]"#), &ev(r#","x":1.5"#)],
+            &[
+                &ev(r#","x":1"#),
+                &ev(r#","x":"a""#),
+                &ev(r#","x":true"#),
+                &ev(r#","x":[1]"#),
+                &ev(r#","x":1.5"#),
+            ],
         );
         assert_eq!(
             columns(&t[0])[3..],
@@ -319,7 +338,11 @@ mod tests {
     #[test]
     fn null_never_creates_or_conflicts_with_a_column() {
         // §4.1, §12 D6.
-        let (t, b) = run(SchemaMode::Monoschema, 9500, &[&ev(r#","n":null"#), &ev(r#","n":"v""#), &ev(r#","n":null"#)]);
+        let (t, b) = run(
+            SchemaMode::Monoschema,
+            9500,
+            &[&ev(r#","n":null"#), &ev(r#","n":"v""#), &ev(r#","n":null"#)],
+        );
         assert_eq!(names(&t[0])[3..], ["n"]);
         assert_eq!(b.events[0].props[0].column, sluice_engine::batch::NO_COLUMN);
     }
@@ -330,18 +353,30 @@ mod tests {
         let (t, _) = run(
             SchemaMode::Monoschema,
             9500,
-            &[&ev(r#","Time":1,"DISTINCT_ID":"d","mp_date":"x","MP_Properties":"y","mp_event_name":"z""#)],
+            &[&ev(
+                r#","Time":1,"DISTINCT_ID":"d","mp_date":"x","MP_Properties":"y","mp_event_name":"z""#,
+            )],
         );
         assert_eq!(
             names(&t[0])[3..],
-            ["time_1", "distinct_id_1", "mp_date_1", "mp_properties_1", "mp_event_name_1"]
+            [
+                "time_1",
+                "distinct_id_1",
+                "mp_date_1",
+                "mp_properties_1",
+                "mp_event_name_1"
+            ]
         );
     }
 
     #[test]
     fn first_free_name_never_shadows_a_literal_suffix() {
         // §12 D7: `xy_1` arrived first, so the collision of `XY` with `xy` takes `xy_2`.
-        let (t, _) = run(SchemaMode::Monoschema, 9500, &[&ev(r#","xy_1":1,"xy":1,"XY":1"#)]);
+        let (t, _) = run(
+            SchemaMode::Monoschema,
+            9500,
+            &[&ev(r#","xy_1":1,"xy":1,"XY":1"#)],
+        );
         assert_eq!(names(&t[0])[3..], ["xy_1", "xy", "xy_2"]);
     }
 
@@ -350,7 +385,11 @@ mod tests {
         // §3.4 #31 and D7: base shortened so base_n fits 128.
         let a = "a".repeat(150);
         let b = format!("{}B", "a".repeat(149));
-        let (t, _) = run(SchemaMode::Monoschema, 9500, &[&ev(&format!(r#","{a}":1,"{b}":1"#))]);
+        let (t, _) = run(
+            SchemaMode::Monoschema,
+            9500,
+            &[&ev(&format!(r#","{a}":1,"{b}":1"#))],
+        );
         let n = names(&t[0]);
         assert_eq!(n[3], "a".repeat(128));
         assert_eq!(n[4], format!("{}_1", "a".repeat(126)));
@@ -360,7 +399,11 @@ mod tests {
     #[test]
     fn conflict_columns_of_long_names_fit_too() {
         let a = "q".repeat(128);
-        let (t, _) = run(SchemaMode::Monoschema, 9500, &[&ev(&format!(r#","{a}":1"#)), &ev(&format!(r#","{a}":"s""#))]);
+        let (t, _) = run(
+            SchemaMode::Monoschema,
+            9500,
+            &[&ev(&format!(r#","{a}":1"#)), &ev(&format!(r#","{a}":"s""#))],
+        );
         let n = names(&t[0]);
         assert_eq!(n[4].len(), 128);
         assert!(n[4].starts_with("qqq"));
@@ -370,8 +413,22 @@ mod tests {
     #[test]
     fn past_the_column_limit_properties_overflow_into_mp_properties() {
         // §4.5, §12 D10: 3 system columns + 2 properties = 5; the rest overflow.
-        let (t, b) = run(SchemaMode::Monoschema, 5, &[&ev(r#","a":1,"b":2,"c":3,"d":"x""#)]);
-        assert_eq!(names(&t[0]), ["mp_event_name", "time", "distinct_id", "a", "b", "mp_properties"]);
+        let (t, b) = run(
+            SchemaMode::Monoschema,
+            5,
+            &[&ev(r#","a":1,"b":2,"c":3,"d":"x""#)],
+        );
+        assert_eq!(
+            names(&t[0]),
+            [
+                "mp_event_name",
+                "time",
+                "distinct_id",
+                "a",
+                "b",
+                "mp_properties"
+            ]
+        );
         let p = &b.events[0].props;
         assert!(!p[0].overflow && !p[1].overflow);
         assert!(p[2].overflow && p[3].overflow);
@@ -395,7 +452,17 @@ mod tests {
             ],
         );
         let tables: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(tables, ["cloud_route", "searchevent", "mp_identify", "signup", "signup_1", "res_order"]);
+        assert_eq!(
+            tables,
+            [
+                "cloud_route",
+                "searchevent",
+                "mp_identify",
+                "signup",
+                "signup_1",
+                "res_order"
+            ]
+        );
         assert_eq!(names(&t[0]), ["time", "distinct_id", "a", "c"]);
         assert_eq!(names(&t[1]), ["time", "distinct_id", "b"]);
         assert_eq!(b.events[6].table.as_ref().unwrap().name, "cloud_route");
@@ -406,7 +473,10 @@ mod tests {
     fn a_restart_with_the_same_registry_gives_the_same_columns() {
         // §4.3, §12 D14, D15: the registry, not the operator, remembers.
         let reg = Arc::new(MemoryRegistry::new());
-        let lines = [ev(r#","Plan Type":"a","plan_type":"b","$city":"c""#), ev(r#","plan_type":1"#)];
+        let lines = [
+            ev(r#","Plan Type":"a","plan_type":"b","$city":"c""#),
+            ev(r#","plan_type":1"#),
+        ];
         let mut outs = Vec::new();
         for _ in 0..2 {
             let mut ti = TypeInfer::new(reg.clone(), SchemaMode::Monoschema, 9500);
@@ -416,13 +486,24 @@ mod tests {
                 raw.buf.extend_from_slice(l.as_bytes());
                 raw.lines.push((i as u64, s, raw.buf.len() as u32));
             }
-            let mut b = Batch { raw, ..Default::default() };
+            let mut b = Batch {
+                raw,
+                ..Default::default()
+            };
             MixpanelDecoder::default().process(&mut b).unwrap();
             CleanName.process(&mut b).unwrap();
             ti.process(&mut b).unwrap();
-            outs.push(b.events.iter().flat_map(|e| e.props.iter().map(|p| p.column)).collect::<Vec<_>>());
+            outs.push(
+                b.events
+                    .iter()
+                    .flat_map(|e| e.props.iter().map(|p| p.column))
+                    .collect::<Vec<_>>(),
+            );
         }
         assert_eq!(outs[0], outs[1]);
-        assert_eq!(names(&reg.tables()[0])[3..], ["plan_type", "plan_type_1", "mp_city", "plan_type_1_number"]);
+        assert_eq!(
+            names(&reg.tables()[0])[3..],
+            ["plan_type", "plan_type_1", "mp_city", "plan_type_1_number"]
+        );
     }
 }
