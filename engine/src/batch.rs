@@ -87,7 +87,8 @@ pub enum Value {
     Bool(bool),
     Number(f64),
     String(String),
-    /// An array or object, as JSON text (raw until `stringify-nested` makes it compact).
+    /// An array or object, as JSON text (raw until `stringify-nested` makes it compact);
+    /// written as a string column.
     Json(String),
 }
 

@@ -101,37 +101,72 @@ mod tests {
 
     #[test]
     fn cleans_the_spec_examples() {
+        // SPEC §3.4, in its order (#29-#31 are about numbering and length: below and in
+        // type_infer's tests), then §12 D3/D4 edge cases.
         let cases = [
-            ("$city", "mp_city"),
-            ("$insert_id", "mp_insert_id"),
-            ("$mp_api_timestamp_ms", "mp_mp_api_timestamp_ms"),
-            ("mp_lib", "mp_lib"),
-            ("actorUrn", "actorurn"),
-            ("timestamp", "res_timestamp"),
-            ("type", "type"),
-            ("constraint", "res_constraint"),
-            ("cloud.route", "cloud_route"),
-            ("Plan Type", "plan_type"),
-            ("item-price", "item_price"),
-            ("Price ($)", "price____"),
-            ("café", "caf_"),
-            ("user", "res_user"),
-            ("order", "res_order"),
-            ("group", "res_group"),
-            ("1st_visit", "1st_visit"),
-            ("$identify", "mp_identify"),
-            ("$$foo", "mp__foo"),
-            ("a.b.c", "a_b_c"),
-            ("date", "date"),
-            ("", "_"),
-            ("$insert_id ", "mp_insert_id_"),
+            (1, "$city", "mp_city"),
+            (2, "$insert_id", "mp_insert_id"),
+            (3, "$mp_api_timestamp_ms", "mp_mp_api_timestamp_ms"),
+            (4, "$mp_api_endpoint", "mp_mp_api_endpoint"),
+            (5, "$distinct_id_before_identity", "mp_distinct_id_before_identity"),
+            (6, "$user_id", "mp_user_id"),
+            (7, "$device_id", "mp_device_id"),
+            (8, "$current_url", "mp_current_url"),
+            (9, "$initial_referring_domain", "mp_initial_referring_domain"),
+            (10, "$browser_version", "mp_browser_version"),
+            (11, "$lib_version", "mp_lib_version"),
+            (11, "$os", "mp_os"),
+            (11, "$region", "mp_region"),
+            (12, "$screen_width", "mp_screen_width"),
+            (12, "$search_engine", "mp_search_engine"),
+            (12, "$duration", "mp_duration"),
+            (13, "mp_lib", "mp_lib"),
+            (14, "mp_processing_time_ms", "mp_processing_time_ms"),
+            (15, "mp_country_code", "mp_country_code"),
+            (16, "utm_source", "utm_source"),
+            (17, "actorUrn", "actorurn"),
+            (18, "entityUrn", "entityurn"),
+            (18, "entityType", "entitytype"),
+            (19, "timestamp", "res_timestamp"),
+            (20, "type", "type"),
+            (21, "constraint", "res_constraint"),
+            (22, "orgId", "orgid"),
+            (23, "cloud.route", "cloud_route"),
+            (24, "SearchEvent", "searchevent"),
+            (25, "BrowseV2ToggleNodeEvent", "browsev2togglenodeevent"),
+            (26, "SearchAcrossLineageResultsViewEvent", "searchacrosslineageresultsviewevent"),
+            (27, "Signup", "signup"),
+            (28, "purchase_amount", "purchase_amount"),
+            (32, "Plan Type", "plan_type"),
+            (33, "item-price", "item_price"),
+            (34, "Price ($)", "price____"),
+            (35, "café", "caf_"),
+            (36, "user", "res_user"),
+            (36, "order", "res_order"),
+            (36, "group", "res_group"),
+            (37, "1st_visit", "1st_visit"),
+            (38, "$identify", "mp_identify"),
+            (39, "$$foo", "mp__foo"),
+            (40, "a.b.c", "a_b_c"),
+            // §3.4 "also seen": trailing special characters are kept as `_`.
+            (0, "$insert_id ", "mp_insert_id_"),
+            // §12 D3: empty is `_`; no collapsing; non-ASCII scalar values are one `_` each.
+            (0, "", "_"),
+            (0, "a  b", "a__b"),
+            (0, "東京", "__"),
+            (0, "emoji_🎉", "emoji__"),
+            // §12 D4: `date` is not a Redshift reserved word; `DATE` lowercases to it.
+            (0, "date", "date"),
+            (0, "DATE", "date"),
+            (0, "Select", "res_select"),
+            // Lowercasing first: `$` only at the start is special.
+            (0, "a$b", "a_b"),
         ];
-        for (raw, want) in cases {
-            assert_eq!(clean(raw), want, "clean({raw:?})");
+        for (n, raw, want) in cases {
+            assert_eq!(clean(raw), want, "§3.4 #{n}: clean({raw:?})");
         }
     }
 
-    #[test]
     fn cuts_long_names_at_128() {
         let long = "x".repeat(150);
         assert_eq!(clean(&long), "x".repeat(128));

@@ -67,8 +67,9 @@ impl Operator for StringifyNested {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
         for e in &mut batch.events {
             for p in &mut e.props {
+                // Still marked as JSON, so that `mp_properties` can embed it as a value.
                 if let Value::Json(raw) = &mut p.value {
-                    p.value = Value::String(compact(raw));
+                    *raw = compact(raw);
                 }
             }
         }

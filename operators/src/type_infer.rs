@@ -61,14 +61,14 @@ fn default_max_columns() -> u32 {
 
 impl Component for TypeInferConfig {
     fn validate(&self) -> Vec<Issue> {
-        if self.max_columns < 8 {
+        if self.max_columns < 4 {
             return vec![Issue::at(
                 "max_columns",
                 format!(
                     "max_columns {} leaves no room for properties",
                     self.max_columns
                 ),
-                "use the default, 9500, or at least 8",
+                "use the default, 9500, or at least 4 (3 system columns and one property)",
             )];
         }
         vec![]
@@ -433,6 +433,24 @@ mod tests {
         assert!(!p[0].overflow && !p[1].overflow);
         assert!(p[2].overflow && p[3].overflow);
         assert_eq!(p[2].column, 5);
+    }
+
+    #[test]
+    fn date_like_strings_stay_strings_and_numbers_are_doubles() {
+        // §12 D5, D13: no date detection; integers and floats are one class.
+        let (t, _) = run(
+            SchemaMode::Monoschema,
+            9500,
+            &[&ev(r#","signup_at":"2021-02-03T04:05:06Z","n":1,"big":9007199254740993"#), &ev(r#","n":1.5"#)],
+        );
+        assert_eq!(
+            columns(&t[0])[3..],
+            [
+                ("signup_at".into(), Some("signup_at".into()), TypeClass::String),
+                ("n".into(), Some("n".into()), TypeClass::Number),
+                ("big".into(), Some("big".into()), TypeClass::Number),
+            ]
+        );
     }
 
     #[test]
