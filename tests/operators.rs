@@ -163,13 +163,26 @@ fn overflow_properties_land_in_mp_properties_under_their_original_names() {
         "{\"event\":\"E\",\"properties\":{\"time\":1700000000,\"a\":1,\"b\":2,\"Odd Name\":\"x\",\"nested\":{\"k\":[1,2]}}}\n",
     )
     .unwrap();
-    let ops = CHAIN.replace("types: {type: type-infer, inputs: [nested]}", "types: {type: type-infer, inputs: [nested], max_columns: 5}");
+    let ops = CHAIN.replace(
+        "types: {type: type-infer, inputs: [nested]}",
+        "types: {type: type-infer, inputs: [nested], max_columns: 5}",
+    );
     let t = topology(dir.path(), &input, &ops);
     run_ok(sluice().args(["run", &t]));
-    let rows = stdout(&run_ok(sluice().args(["query", &t, "SELECT a, b, mp_properties FROM mp_master_event", "--format", "json"])));
+    let rows = stdout(&run_ok(sluice().args([
+        "query",
+        &t,
+        "SELECT a, b, mp_properties FROM mp_master_event",
+        "--format",
+        "json",
+    ])));
     let row: serde_json::Value = serde_json::from_str(rows.trim()).unwrap();
     assert_eq!(row["a"], 1.0);
     assert_eq!(row["b"], 2.0);
-    let overflow: serde_json::Value = serde_json::from_str(row["mp_properties"].as_str().unwrap()).unwrap();
-    assert_eq!(overflow, serde_json::json!({"Odd Name": "x", "nested": {"k": [1, 2]}}));
+    let overflow: serde_json::Value =
+        serde_json::from_str(row["mp_properties"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        overflow,
+        serde_json::json!({"Odd Name": "x", "nested": {"k": [1, 2]}})
+    );
 }

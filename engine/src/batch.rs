@@ -160,6 +160,17 @@ pub struct RawLines {
 }
 
 impl RawLines {
+    /// Lines of one partition numbered from 0, for tests and benchmarks.
+    pub fn from_lines<S: AsRef<str>>(lines: &[S]) -> Self {
+        let mut raw = RawLines::default();
+        for (i, l) in lines.iter().enumerate() {
+            let s = raw.buf.len() as u32;
+            raw.buf.extend_from_slice(l.as_ref().as_bytes());
+            raw.lines.push((i as u64, s, raw.buf.len() as u32));
+        }
+        raw
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (Position, &[u8])> {
         self.lines.iter().map(move |&(offset, s, e)| {
             (

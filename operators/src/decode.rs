@@ -234,14 +234,8 @@ mod tests {
     use sluice_engine::batch::RawLines;
 
     fn decode_lines(lines: &[&str]) -> Batch {
-        let mut raw = RawLines::default();
-        for (i, l) in lines.iter().enumerate() {
-            let s = raw.buf.len() as u32;
-            raw.buf.extend_from_slice(l.as_bytes());
-            raw.lines.push((i as u64, s, raw.buf.len() as u32));
-        }
         let mut b = Batch {
-            raw,
+            raw: RawLines::from_lines(lines),
             ..Default::default()
         };
         MixpanelDecoder::default().process(&mut b).unwrap();

@@ -108,11 +108,19 @@ mod tests {
             (2, "$insert_id", "mp_insert_id"),
             (3, "$mp_api_timestamp_ms", "mp_mp_api_timestamp_ms"),
             (4, "$mp_api_endpoint", "mp_mp_api_endpoint"),
-            (5, "$distinct_id_before_identity", "mp_distinct_id_before_identity"),
+            (
+                5,
+                "$distinct_id_before_identity",
+                "mp_distinct_id_before_identity",
+            ),
             (6, "$user_id", "mp_user_id"),
             (7, "$device_id", "mp_device_id"),
             (8, "$current_url", "mp_current_url"),
-            (9, "$initial_referring_domain", "mp_initial_referring_domain"),
+            (
+                9,
+                "$initial_referring_domain",
+                "mp_initial_referring_domain",
+            ),
             (10, "$browser_version", "mp_browser_version"),
             (11, "$lib_version", "mp_lib_version"),
             (11, "$os", "mp_os"),
@@ -134,7 +142,11 @@ mod tests {
             (23, "cloud.route", "cloud_route"),
             (24, "SearchEvent", "searchevent"),
             (25, "BrowseV2ToggleNodeEvent", "browsev2togglenodeevent"),
-            (26, "SearchAcrossLineageResultsViewEvent", "searchacrosslineageresultsviewevent"),
+            (
+                26,
+                "SearchAcrossLineageResultsViewEvent",
+                "searchacrosslineageresultsviewevent",
+            ),
             (27, "Signup", "signup"),
             (28, "purchase_amount", "purchase_amount"),
             (32, "Plan Type", "plan_type"),
@@ -167,6 +179,7 @@ mod tests {
         }
     }
 
+    #[test]
     fn cuts_long_names_at_128() {
         let long = "x".repeat(150);
         assert_eq!(clean(&long), "x".repeat(128));

@@ -264,14 +264,8 @@ mod tests {
         let reg = Arc::new(MemoryRegistry::new());
         let mut ti = TypeInfer::new(reg.clone(), mode, max_columns);
         let mut dec = MixpanelDecoder::default();
-        let mut raw = RawLines::default();
-        for (i, l) in lines.iter().enumerate() {
-            let s = raw.buf.len() as u32;
-            raw.buf.extend_from_slice(l.as_bytes());
-            raw.lines.push((i as u64, s, raw.buf.len() as u32));
-        }
         let mut b = Batch {
-            raw,
+            raw: RawLines::from_lines(lines),
             ..Default::default()
         };
         dec.process(&mut b).unwrap();
@@ -441,12 +435,19 @@ mod tests {
         let (t, _) = run(
             SchemaMode::Monoschema,
             9500,
-            &[&ev(r#","signup_at":"2021-02-03T04:05:06Z","n":1,"big":9007199254740993"#), &ev(r#","n":1.5"#)],
+            &[
+                &ev(r#","signup_at":"2021-02-03T04:05:06Z","n":1,"big":9007199254740993"#),
+                &ev(r#","n":1.5"#),
+            ],
         );
         assert_eq!(
             columns(&t[0])[3..],
             [
-                ("signup_at".into(), Some("signup_at".into()), TypeClass::String),
+                (
+                    "signup_at".into(),
+                    Some("signup_at".into()),
+                    TypeClass::String
+                ),
                 ("n".into(), Some("n".into()), TypeClass::Number),
                 ("big".into(), Some("big".into()), TypeClass::Number),
             ]
@@ -498,14 +499,8 @@ mod tests {
         let mut outs = Vec::new();
         for _ in 0..2 {
             let mut ti = TypeInfer::new(reg.clone(), SchemaMode::Monoschema, 9500);
-            let mut raw = RawLines::default();
-            for (i, l) in lines.iter().enumerate() {
-                let s = raw.buf.len() as u32;
-                raw.buf.extend_from_slice(l.as_bytes());
-                raw.lines.push((i as u64, s, raw.buf.len() as u32));
-            }
             let mut b = Batch {
-                raw,
+                raw: RawLines::from_lines(&lines),
                 ..Default::default()
             };
             MixpanelDecoder::default().process(&mut b).unwrap();
