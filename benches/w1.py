@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""W1, transform + encode: NDJSON file -> clean-name, stringify-nested, type-infer,
+partition-by-date -> local Parquet (Snappy) with the embedded catalog; DuckDB beside it.
+
+    benches/w1.py --events 1000000 --runs 3            # needs target/release/sluice
+    benches/w1.py --sluice target/debug/sluice --events 100000 --runs 1
+
+For each run it measures, from the OS (wait4), the wall time, the user+system CPU time and
+the peak RSS of the measured process, and prints medians: events/s, MB/s of input, events per
+CPU-second, peak RSS. Inputs come from `sluice gen` (default settings, messy) and from
+`sluice gen --clean` (the peer cannot read the messy names: DuckDB rejects `Duplicate name`).
+DuckDB (the Python package, from .venv when present) converts the clean NDJSON to Parquet
+partitioned by mp_date in one process of its own; it does no name cleaning and keeps no
+catalog, so it does less work than sluice does.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+DUCKDB = r"""
+import sys, duckdb
+src, out = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+con.execute(f'''
+COPY (
+  SELECT *, strftime(to_timestamp(CASE WHEN properties.time > 1e11 THEN properties.time / 1000
+                                        ELSE properties.time END), '%Y-%m-%d') AS mp_date
+  FROM read_ndjson_auto('{src}', maximum_object_size=10485760, sample_size=-1)
+) TO '{out}' (FORMAT PARQUET, PARTITION_BY (mp_date), COMPRESSION SNAPPY)
+''')
+"""
+
+
+def measure(cmd, **kw):
+    """Runs cmd; returns (wall seconds, cpu seconds, peak RSS MiB) from the OS."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{err}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
+
+
+def topology(dirpath, src):
+    t = {
+        "sources": {"events": {"type": "file", "path": src}},
+        "operators": {
+            "clean": {"type": "clean-name", "inputs": ["events"]},
+            "nested": {"type": "stringify-nested", "inputs": ["clean"]},
+            "types": {"type": "type-infer", "inputs": ["nested"]},
+            "dates": {"type": "partition-by-date", "inputs": ["types"], "timezone": "UTC"},
+        },
+        "sinks": {"lake": {
+            "type": "parquet", "inputs": ["dates"], "project_id": 1, "compression": "snappy",
+            "store": {"type": "local", "path": os.path.join(dirpath, "lake")},
+            "catalog": {"type": "local", "path": os.path.join(dirpath, "catalog.sqlite"), "database": "bench"},
+            "roll": {"max_age": "10m"},
+        }},
+    }
+    p = os.path.join(dirpath, "t.yaml")
+    with open(p, "w") as f:
+        json.dump(t, f)
+    return p
+
+
+def report(name, runs, events, size):
+    wall = statistics.median(r[0] for r in runs)
+    cpu = statistics.median(r[1] for r in runs)
+    rss = max(r[2] for r in runs)
+    row = {
+        "name": name, "runs": len(runs), "events": events,
+        "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+        "events_per_s": round(events / wall), "mb_per_s": round(size / 1e6 / wall, 1),
+        "events_per_cpu_s": round(events / cpu), "peak_rss_mib": round(rss),
+    }
+    print(f"{name:<28} {row['events_per_s']:>10,} ev/s {row['mb_per_s']:>7} MB/s "
+          f"{row['events_per_cpu_s']:>10,} ev/CPU-s  {row['peak_rss_mib']:>6} MiB peak  "
+          f"(median of {len(runs)}; wall {wall:.2f} s, cpu {cpu:.2f} s)")
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sluice", default=os.path.join(ROOT, "target/release/sluice"))
+    ap.add_argument("--python", default=None, help="a Python with duckdb (default: .venv's)")
+    ap.add_argument("--json", help="also write the figures here")
+    a = ap.parse_args()
+    if not os.path.exists(a.sluice):
+        sys.exit(f"no binary at {a.sluice}: cargo build --release (or pass --sluice)")
+    py = a.python or next((p for p in [os.path.join(ROOT, ".venv/bin/python")] if os.path.exists(p)), sys.executable)
+    work = tempfile.mkdtemp(prefix="sluice-w1-")
+    try:
+        inputs = {}
+        for kind, extra in [("messy", []), ("clean", ["--clean"])]:
+            path = os.path.join(work, f"{kind}.ndjson")
+            subprocess.run([a.sluice, "gen", "--events", str(a.events), "--seed", "1", *extra, "-o", path],
+                           check=True, stderr=subprocess.DEVNULL)
+            inputs[kind] = path
+        rows = []
+        for kind in ["messy", "clean"]:
+            runs = []
+            for i in range(a.runs):
+                d = os.path.join(work, f"s-{kind}-{i}")
+                os.makedirs(d)
+                runs.append(measure([a.sluice, "run", topology(d, inputs[kind]), "--no-progress"]))
+                shutil.rmtree(d)
+            rows.append(report(f"sluice ({kind})", runs, a.events, os.path.getsize(inputs[kind])))
+        runs = []
+        for i in range(a.runs):
+            out = os.path.join(work, f"duck-{i}")
+            runs.append(measure([py, "-c", DUCKDB, inputs["clean"], out]))
+            shutil.rmtree(out, ignore_errors=True)
+        rows.append(report("duckdb (clean)", runs, a.events, os.path.getsize(inputs["clean"])))
+        ratio = rows[1]["events_per_cpu_s"] / rows[2]["events_per_cpu_s"]
+        print(f"sluice/duckdb per CPU-second on the same clean rows: {ratio:.2f}x")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"rows": rows, "ratio_per_cpu_s_vs_duckdb": round(ratio, 2)}, f, indent=2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
