@@ -45,7 +45,8 @@ pub struct LakeSink {
     compression: Compression,
     stats: Arc<RunStats>,
     partitions: Arc<Partitions>,
-    defs: HashMap<i64, (TableDef, SystemColumns)>,
+    /// Table definitions, shared so that looking one up per event copies nothing.
+    defs: HashMap<i64, Arc<(TableDef, SystemColumns)>>,
     windows: HashMap<(i64, i32), Window>,
     sealed: Vec<Sealed>,
     dead: Vec<DeadLetter>,
@@ -107,15 +108,15 @@ impl LakeSink {
         v
     }
 
-    fn def(&mut self, table_id: i64, need: u32) -> Result<(TableDef, SystemColumns)> {
+    fn def(&mut self, table_id: i64, need: u32) -> Result<Arc<(TableDef, SystemColumns)>> {
         let fresh = match self.defs.get(&table_id) {
-            Some((d, _)) => (d.columns.len() as u32) <= need,
+            Some(e) => (e.0.columns.len() as u32) <= need,
             None => true,
         };
         if fresh {
             let d = self.ds.catalog.table_def(table_id)?;
             let sys = SystemColumns::of(&d)?;
-            self.defs.insert(table_id, (d, sys));
+            self.defs.insert(table_id, Arc::new((d, sys)));
         }
         self.defs
             .get(&table_id)
@@ -157,13 +158,14 @@ impl LakeSink {
             return Ok(());
         };
         if w.rows > 0 {
-            let (def, _) = self.def(key.0, 0)?;
+            let entry = self.def(key.0, 0)?;
+            let def = &entry.0;
             let first = w
                 .first
                 .ok_or_else(|| EngineError::Internal("window without a first row".into()))?;
             let seq = w.seq;
             let rows = w.rows;
-            let bytes = w.encode(&def, self.compression)?;
+            let bytes = w.encode(def, self.compression)?;
             self.sealed.push(Sealed {
                 first,
                 seq,
@@ -430,14 +432,15 @@ impl Sink for LakeSink {
                 .map(|p| p.column)
                 .max()
                 .unwrap_or(0);
-            let (def, sys) = self.def(table.id, need)?;
+            let entry = self.def(table.id, need)?;
+            let (def, sys) = (&entry.0, entry.1);
             let key = (table.id, date);
             let w = self
                 .windows
                 .entry(key)
                 .or_insert_with(|| Window::new(table.id, date));
             let before = w.bytes;
-            w.push(&e, &def, sys)?;
+            w.push(&e, def, sys)?;
             self.held_bytes += (w.bytes - before) as u64;
             if w.bytes as u64 >= self.roll.max_file_bytes {
                 // Roll on size: the file is kept until the epoch commits.
