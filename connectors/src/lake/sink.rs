@@ -124,32 +124,37 @@ impl LakeSink {
             .ok_or_else(|| EngineError::Internal("table definition vanished".into()))
     }
 
-    fn object_key(
-        &mut self,
-        table: &str,
-        date: i32,
-        first_partition: u32,
-        first_offset: u64,
-        manifest: i64,
-        seq: u32,
-    ) -> Result<String> {
+    /// `<prefix>/<project_id>/<table>/<YYYY>/<MM>/<DD>/` (SPEC §7.1): a partition's location.
+    fn day_folder(&self, table: &str, date: i32) -> String {
         let d = date_string(date);
-        let (y, rest) = d.split_at(4);
-        let (m, dd) = (&rest[1..3], &rest[4..6]);
-        let pnum = match self.partition_numbers.get(&first_partition) {
+        format!(
+            "{}{table}/{}/{}/{}/",
+            self.ds.base_key,
+            &d[0..4],
+            &d[5..7],
+            &d[8..10]
+        )
+    }
+
+    /// The deterministic key of a data file (SPEC §7.1, §12 D8):
+    /// `full_day-<manifest>-<partition number>-<first offset>-<seq>.parquet` in the day folder.
+    fn object_key(&mut self, s: &Sealed, manifest: i64) -> Result<String> {
+        let pnum = match self.partition_numbers.get(&s.first.partition) {
             Some(n) => *n,
             None => {
-                let (source, key) = self.partitions.get(first_partition).ok_or_else(|| {
-                    EngineError::Internal(format!("unknown partition {first_partition}"))
+                let (source, key) = self.partitions.get(s.first.partition).ok_or_else(|| {
+                    EngineError::Internal(format!("unknown partition {}", s.first.partition))
                 })?;
                 let n = self.ds.catalog.partition_number(&source, &key)?;
-                self.partition_numbers.insert(first_partition, n);
+                self.partition_numbers.insert(s.first.partition, n);
                 n
             }
         };
         Ok(format!(
-            "{}{table}/{y}/{m}/{dd}/full_day-{manifest:08}-{pnum}-{first_offset}-{seq}.parquet",
-            self.ds.base_key
+            "{}full_day-{manifest:08}-{pnum}-{}-{}.parquet",
+            self.day_folder(&s.table, s.date),
+            s.first.offset,
+            s.seq
         ))
     }
 
@@ -198,14 +203,7 @@ impl LakeSink {
         let sealed = std::mem::take(&mut self.sealed);
         let mut objects = Vec::with_capacity(sealed.len() + 1);
         for s in &sealed {
-            objects.push(self.object_key(
-                &s.table,
-                s.date,
-                s.first.partition,
-                s.first.offset,
-                manifest,
-                s.seq,
-            )?);
+            objects.push(self.object_key(s, manifest)?);
         }
         self.sealed = sealed;
         let dead_key = if self.dead.is_empty() {
@@ -252,29 +250,19 @@ impl LakeSink {
             .set_stage(manifest, CommitStage::ObjectsWritten)?;
         self.write_name_mapping()?;
 
-        let mut parts: Vec<NewPartition> = Vec::new();
-        for s in &self.sealed {
-            if parts
-                .iter()
-                .any(|p| p.table_id == s.table_id && p.value == date_string(s.date))
-            {
-                continue;
-            }
-            let d = date_string(s.date);
-            let folder = format!(
-                "{}{}/{}/{}/{}/",
-                self.ds.base_key,
-                s.table,
-                &d[0..4],
-                &d[5..7],
-                &d[8..10]
-            );
-            parts.push(NewPartition {
-                table_id: s.table_id,
-                value: d,
-                location: self.ds.store.url(&folder),
-            });
-        }
+        let days: std::collections::BTreeMap<(i64, i32), &str> = self
+            .sealed
+            .iter()
+            .map(|s| ((s.table_id, s.date), s.table.as_str()))
+            .collect();
+        let parts: Vec<NewPartition> = days
+            .into_iter()
+            .map(|((table_id, date), table)| NewPartition {
+                table_id,
+                value: date_string(date),
+                location: self.ds.store.url(&self.day_folder(table, date)),
+            })
+            .collect();
         let mut positions = Vec::new();
         for (p, next) in &self.progress {
             let (source, key) = self
