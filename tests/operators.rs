@@ -186,3 +186,32 @@ fn overflow_properties_land_in_mp_properties_under_their_original_names() {
         serde_json::json!({"Odd Name": "x", "nested": {"k": [1, 2]}})
     );
 }
+
+#[test]
+fn mp_event_name_holds_the_original_name_or_the_cleaned_one() {
+    // SPEC §3.5, §12 D1.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(
+        &input,
+        "{\"event\":\"Add To Cart\",\"properties\":{\"time\":1700000000}}\n",
+    )
+    .unwrap();
+    let t = topology(dir.path(), &input, CHAIN);
+    run_ok(sluice().args(["run", &t]));
+    assert_eq!(
+        query(&t, "SELECT mp_event_name FROM mp_master_event"),
+        "mp_event_name\nAdd To Cart\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ops = CHAIN.replace(
+        "inputs: [nested]}",
+        "inputs: [nested], event_name: cleaned}",
+    );
+    let t = topology(dir.path(), &input, &ops);
+    run_ok(sluice().args(["run", &t]));
+    assert_eq!(
+        query(&t, "SELECT mp_event_name FROM mp_master_event"),
+        "mp_event_name\nadd_to_cart\n"
+    );
+}

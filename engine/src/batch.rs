@@ -123,6 +123,8 @@ pub struct Prop {
 pub struct TableRef {
     pub id: i64,
     pub name: String,
+    /// `mp_event_name` holds the cleaned event name rather than the original (SPEC §12 D1).
+    pub cleaned_event_name: bool,
 }
 
 /// One decoded event.

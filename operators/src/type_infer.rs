@@ -53,6 +53,19 @@ pub struct TypeInferConfig {
     /// Column limit per table (SPEC §4.5).
     #[serde(default = "default_max_columns")]
     pub max_columns: u32,
+    /// What `mp_event_name` holds: the `original` event name (default, SPEC §12 D1) or the
+    /// `cleaned` one.
+    #[serde(default)]
+    pub event_name: EventNameValue,
+}
+
+/// The value of `mp_event_name`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventNameValue {
+    #[default]
+    Original,
+    Cleaned,
 }
 
 fn default_max_columns() -> u32 {
@@ -95,11 +108,9 @@ impl Component for TypeInferConfig {
                 "feed it into a parquet sink",
             )
         })?;
-        Ok(Box::new(TypeInfer::new(
-            registry,
-            self.schema,
-            self.max_columns,
-        )))
+        let mut t = TypeInfer::new(registry, self.schema, self.max_columns);
+        t.cleaned_event_name = self.event_name == EventNameValue::Cleaned;
+        Ok(Box::new(t))
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -118,6 +129,7 @@ pub struct TypeInfer {
     tables_by_raw: HashMap<String, Arc<TableRef>>,
     columns: HashMap<ColumnKey, (NameRef, u32, bool)>,
     columns_by_raw: HashMap<(i64, String, TypeClass), (u32, bool)>,
+    cleaned_event_name: bool,
 }
 
 impl TypeInfer {
@@ -131,6 +143,7 @@ impl TypeInfer {
             tables_by_raw: HashMap::new(),
             columns: HashMap::new(),
             columns_by_raw: HashMap::new(),
+            cleaned_event_name: false,
         }
     }
 
@@ -153,6 +166,7 @@ impl TypeInfer {
                 let t = Arc::new(TableRef {
                     id: def.id,
                     name: def.name,
+                    cleaned_event_name: self.cleaned_event_name,
                 });
                 self.master = Some(t.clone());
                 Ok(t)
@@ -180,6 +194,7 @@ impl TypeInfer {
                         let t = Arc::new(TableRef {
                             id: def.id,
                             name: def.name,
+                            cleaned_event_name: self.cleaned_event_name,
                         });
                         self.tables_by_raw.insert(name.raw().to_string(), t.clone());
                         t

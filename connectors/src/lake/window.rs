@@ -214,8 +214,13 @@ impl Window {
         }
         let mut bytes = 16;
         if let Some(i) = sys.event_name {
-            self.col(i, def)?.push_str(row, e.name.raw())?;
-            bytes += e.name.raw().len();
+            let cleaned = e.table.as_ref().is_some_and(|t| t.cleaned_event_name);
+            let name = match (cleaned, e.name.clean()) {
+                (true, Some(c)) => c,
+                _ => e.name.raw(),
+            };
+            self.col(i, def)?.push_str(row, name)?;
+            bytes += name.len();
         }
         self.col(sys.time, def)?.push_time(row, e.time_us)?;
         if let Some(d) = &e.distinct_id {
