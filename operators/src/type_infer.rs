@@ -118,6 +118,8 @@ impl Component for TypeInferConfig {
 }
 
 type ColumnKey = (i64, usize, TypeClass);
+/// Hashing here is on the hot path (once per property): a fast non-cryptographic hasher.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 pub struct TypeInfer {
     registry: Arc<dyn SchemaRegistry>,
@@ -125,10 +127,10 @@ pub struct TypeInfer {
     max_columns: u32,
     master: Option<Arc<TableRef>>,
     /// By event-name pointer; the NameRef keeps the pointer valid.
-    tables: HashMap<usize, (NameRef, Arc<TableRef>)>,
-    tables_by_raw: HashMap<String, Arc<TableRef>>,
-    columns: HashMap<ColumnKey, (NameRef, u32, bool)>,
-    columns_by_raw: HashMap<(i64, String, TypeClass), (u32, bool)>,
+    tables: Map<usize, (NameRef, Arc<TableRef>)>,
+    tables_by_raw: Map<String, Arc<TableRef>>,
+    columns: Map<ColumnKey, (NameRef, u32, bool)>,
+    columns_by_raw: Map<(i64, String, TypeClass), (u32, bool)>,
     cleaned_event_name: bool,
 }
 
@@ -139,10 +141,10 @@ impl TypeInfer {
             mode,
             max_columns,
             master: None,
-            tables: HashMap::new(),
-            tables_by_raw: HashMap::new(),
-            columns: HashMap::new(),
-            columns_by_raw: HashMap::new(),
+            tables: Map::default(),
+            tables_by_raw: Map::default(),
+            columns: Map::default(),
+            columns_by_raw: Map::default(),
             cleaned_event_name: false,
         }
     }

@@ -28,6 +28,9 @@ use super::window::{SystemColumns, Window};
 use super::Compression;
 use crate::catalog::{NewPartition, SourcePosition};
 
+/// Looked up once per event: a fast non-cryptographic hasher.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 struct Sealed {
     first: sluice_engine::Position,
     seq: u32,
@@ -46,16 +49,16 @@ pub struct LakeSink {
     stats: Arc<RunStats>,
     partitions: Arc<Partitions>,
     /// Table definitions, shared so that looking one up per event copies nothing.
-    defs: HashMap<i64, Arc<(TableDef, SystemColumns)>>,
-    windows: HashMap<(i64, i32), Window>,
+    defs: FastMap<i64, Arc<(TableDef, SystemColumns)>>,
+    windows: FastMap<(i64, i32), Window>,
     sealed: Vec<Sealed>,
     dead: Vec<DeadLetter>,
     /// Positions accounted for in this epoch, by partition number.
-    progress: HashMap<u32, u64>,
+    progress: FastMap<u32, u64>,
     /// Committed positions, by (source, partition key), and resolved per partition number.
     committed_by_key: HashMap<(String, String), u64>,
-    committed: HashMap<u32, u64>,
-    partition_numbers: HashMap<u32, i64>,
+    committed: FastMap<u32, u64>,
+    partition_numbers: FastMap<u32, i64>,
     epoch_started: Option<Instant>,
     held_bytes: u64,
     /// The catalog's schema version when `schema/events.json` was last written.
@@ -80,14 +83,14 @@ impl LakeSink {
             compression,
             stats,
             partitions: Arc::new(Partitions::default()),
-            defs: HashMap::new(),
-            windows: HashMap::new(),
+            defs: FastMap::default(),
+            windows: FastMap::default(),
             sealed: Vec::new(),
             dead: Vec::new(),
-            progress: HashMap::new(),
+            progress: FastMap::default(),
             committed_by_key: HashMap::new(),
-            committed: HashMap::new(),
-            partition_numbers: HashMap::new(),
+            committed: FastMap::default(),
+            partition_numbers: FastMap::default(),
             epoch_started: None,
             held_bytes: 0,
             mapping_version: None,
