@@ -63,7 +63,7 @@ def topology(dirpath, src):
             "dates": {"type": "partition-by-date", "inputs": ["types"], "timezone": "UTC"},
         },
         "sinks": {"lake": {
-            "type": "parquet", "inputs": ["dates"], "project_id": 1, "compression": "snappy",
+            "type": "lake", "inputs": ["dates"], "project_id": 1, "compression": "snappy",
             "store": {"type": "local", "path": os.path.join(dirpath, "lake")},
             "catalog": {"type": "local", "path": os.path.join(dirpath, "catalog.sqlite"), "database": "bench"},
             "roll": {"max_age": "10m"},

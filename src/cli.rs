@@ -201,15 +201,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
                 [] => {
                     return Err(EngineError::config(
                         match &sink {
-                            Some(s) => format!("no parquet sink named `{s}`"),
-                            None => "the topology has no parquet sink".into(),
+                            Some(s) => format!("no lake sink named `{s}`"),
+                            None => "the topology has no lake sink".into(),
                         },
-                        "name a parquet sink of the topology with --sink",
+                        "name a lake sink of the topology with --sink",
                     ))
                 }
                 _ => {
                     return Err(EngineError::config(
-                        "the topology has several parquet sinks",
+                        "the topology has several lake sinks",
                         format!(
                             "choose one with --sink: {}",
                             sinks

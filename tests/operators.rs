@@ -7,7 +7,7 @@ use std::path::Path;
 
 fn topology(dir: &Path, input: &Path, operators: &str) -> String {
     let t = format!(
-        "sources:\n  events: {{type: file, path: '{}'}}\noperators:\n{operators}\nsinks:\n  lake:\n    type: parquet\n    inputs: [dates]\n    project_id: 7\n    store: {{type: local, path: '{}'}}\n    catalog: {{type: local, path: '{}', database: test}}\n",
+        "sources:\n  events: {{type: file, path: '{}'}}\noperators:\n{operators}\nsinks:\n  lake:\n    type: lake\n    inputs: [dates]\n    project_id: 7\n    store: {{type: local, path: '{}'}}\n    catalog: {{type: local, path: '{}', database: test}}\n",
         input.display(),
         dir.join("lake").display(),
         dir.join("catalog.sqlite").display(),

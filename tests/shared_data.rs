@@ -119,7 +119,7 @@ fn run_case(data: &Path, c: &Case, work: &Path) -> Result<(), String> {
             "dates": {"type": "partition-by-date", "inputs": ["types"], "timezone": "UTC"},
         },
         "sinks": {"lake": {
-            "type": "parquet", "inputs": ["dates"], "project_id": 1,
+            "type": "lake", "inputs": ["dates"], "project_id": 1,
             "store": {"type": "local", "path": work.join("lake")},
             "catalog": {"type": "local", "path": work.join("c.sqlite"), "database": "d"},
         }},

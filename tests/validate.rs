@@ -24,7 +24,7 @@ operators:
     colour: blue
 sinks:
   lake:
-    type: parquet
+    type: lake
     inputs: [typos]
     project_id: 1
     store: {type: local, path: lake}
@@ -103,7 +103,7 @@ fn missing_operators_are_named() {
     let f = dir.path().join("t.yaml");
     std::fs::write(
         &f,
-        "sources:\n  s: {type: file, path: x}\nsinks:\n  lake:\n    type: parquet\n    inputs: [s]\n    project_id: 1\n    store: {type: local, path: l}\n    catalog: {type: local, path: c, database: d}\n",
+        "sources:\n  s: {type: file, path: x}\nsinks:\n  lake:\n    type: lake\n    inputs: [s]\n    project_id: 1\n    store: {type: local, path: l}\n    catalog: {type: local, path: c, database: d}\n",
     )
     .unwrap();
     let out = sluice()
@@ -123,7 +123,7 @@ fn set_overrides_and_env_secrets_are_never_printed() {
     let f = dir.path().join("t.yaml");
     std::fs::write(
         &f,
-        "sources:\n  s: {type: file, path: x}\noperators:\n  c: {type: clean-name, inputs: [s]}\n  t: {type: type-infer, inputs: [c]}\n  d: {type: partition-by-date, inputs: [t], timezone: '${SLUICE_TEST_TZ}'}\nsinks:\n  lake:\n    type: parquet\n    inputs: [d]\n    project_id: 1\n    store: {type: local, path: l}\n    catalog: {type: local, path: c, database: d}\n",
+        "sources:\n  s: {type: file, path: x}\noperators:\n  c: {type: clean-name, inputs: [s]}\n  t: {type: type-infer, inputs: [c]}\n  d: {type: partition-by-date, inputs: [t], timezone: '${SLUICE_TEST_TZ}'}\nsinks:\n  lake:\n    type: lake\n    inputs: [d]\n    project_id: 1\n    store: {type: local, path: l}\n    catalog: {type: local, path: c, database: d}\n",
     )
     .unwrap();
     let path = f.display().to_string();
@@ -176,7 +176,7 @@ fn graph_shows_fan_out() {
     let g = stdout(&out);
     let lines: Vec<&str> = g.lines().collect();
     assert!(lines[0].starts_with("events  [source: file]"), "{g}");
-    assert_eq!(g.matches("[sink: parquet]").count(), 2, "{g}");
+    assert_eq!(g.matches("[sink: lake]").count(), 2, "{g}");
     assert!(g.contains("monoschema"), "{g}");
     assert!(g.contains("multischema"), "{g}");
 }
@@ -192,7 +192,7 @@ fn schema_describes_every_component_type() {
         "type-infer",
         "stringify-nested",
         "partition-by-date",
-        "parquet",
+        "lake",
     ] {
         assert!(text.contains(&format!("\"const\":\"{t}\"")), "missing {t}");
     }

@@ -22,7 +22,7 @@ pub fn register(r: &mut Registry) {
         "Reads NDJSON files (plain or .gz), globs, or - for stdin.",
     )));
     r.add(Box::new(TypedPlugin::<lake::ParquetSinkConfig>::new(
-        "parquet",
+        "lake",
         Role::Sink,
         "Windowed Parquet files in an object store, registered in a catalog, committed exactly once.",
     )));

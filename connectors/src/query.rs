@@ -122,6 +122,12 @@ impl TableProvider for LakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.table.format != "parquet" {
+            return Err(DataFusionError::NotImplemented(format!(
+                "table {} is written as {}; sluice query reads Parquet tables (DuckDB, Athena or Spark read JSON ones)",
+                self.table.def.name, self.table.format
+            )));
+        }
         let mut partitions = self.catalog.partitions(self.table.def.id).map_err(df_err)?;
         let pruning: Vec<Expr> = filters
             .iter()

@@ -204,7 +204,7 @@ pub fn run(
                 .ok_or_else(|| {
                     EngineError::config(
                         format!("`{}` feeds no sink with a catalog", n.name),
-                        "connect it to a parquet sink",
+                        "connect it to a lake sink",
                     )
                 })?;
             schema_registries.get(&sink.name).cloned()

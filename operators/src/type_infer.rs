@@ -105,7 +105,7 @@ impl Component for TypeInferConfig {
         let registry = cx.schema_registry.clone().ok_or_else(|| {
             EngineError::config(
                 format!("`{}` has no schema registry", cx.name),
-                "feed it into a parquet sink",
+                "feed it into a lake sink",
             )
         })?;
         let mut t = TypeInfer::new(registry, self.schema, self.max_columns);

@@ -14,14 +14,17 @@ use sluice_engine::component::{
 };
 use sluice_engine::{EngineError, Result, TypeClass};
 
-use super::{Catalog, CatalogTable, Manifest, NewPartition, Partition, SourcePosition};
+use super::{
+    Catalog, CatalogTable, Manifest, NewPartition, Partition, SourcePosition, TableStorage,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS databases(
   name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tables(
   id INTEGER PRIMARY KEY AUTOINCREMENT, database TEXT NOT NULL, name TEXT NOT NULL,
-  source_event TEXT, location TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1,
+  source_event TEXT, location TEXT NOT NULL, format TEXT NOT NULL DEFAULT 'parquet',
+  version INTEGER NOT NULL DEFAULT 1,
   created_at TEXT NOT NULL, UNIQUE(database, name));
 CREATE UNIQUE INDEX IF NOT EXISTS tables_by_event ON tables(database, source_event)
   WHERE source_event IS NOT NULL;
@@ -138,22 +141,25 @@ impl Catalog for LocalCatalog {
 
     fn tables(&self, database: &str) -> Result<Vec<CatalogTable>> {
         self.with(|c| {
-            let rows: Vec<(i64, String)> = {
+            let rows: Vec<(i64, String, String)> = {
                 let mut stmt = c
-                    .prepare("SELECT id, location FROM tables WHERE database = ?1 ORDER BY name")
+                    .prepare(
+                        "SELECT id, location, format FROM tables WHERE database = ?1 ORDER BY name",
+                    )
                     .map_err(db_err("listing tables"))?;
                 let rows = stmt
-                    .query_map(params![database], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_map(params![database], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .map_err(db_err("listing tables"))?
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(db_err("listing tables"))?;
                 rows
             };
             rows.into_iter()
-                .map(|(id, location)| {
+                .map(|(id, location, format)| {
                     Ok(CatalogTable {
                         def: load_def(c, id)?,
                         location,
+                        format,
                     })
                 })
                 .collect()
@@ -184,7 +190,7 @@ impl Catalog for LocalCatalog {
     fn table(
         &self,
         database: &str,
-        location_for: &dyn Fn(&str) -> String,
+        storage_for: &dyn Fn(&str) -> TableStorage,
         source_event: Option<&str>,
         fixed_name: Option<&str>,
         system: &[(&str, TypeClass)],
@@ -232,9 +238,10 @@ impl Catalog for LocalCatalog {
                         }
                     };
                     let ts = now();
+                    let storage = storage_for(&name);
                     tx.execute(
-                        "INSERT INTO tables(database, name, source_event, location, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![database, name, source_event, location_for(&name), ts],
+                        "INSERT INTO tables(database, name, source_event, location, format, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![database, name, source_event, storage.location, storage.format, ts],
                     )
                     .map_err(db_err("creating a table"))?;
                     let id = tx.last_insert_rowid();

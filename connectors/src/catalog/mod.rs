@@ -20,6 +20,17 @@ pub struct CatalogTable {
     pub def: TableDef,
     /// URL of the table's folder.
     pub location: String,
+    /// `parquet` or `json`.
+    pub format: String,
+}
+
+/// Where and how a new table's files are stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableStorage {
+    /// URL of the table's folder.
+    pub location: String,
+    /// `parquet` or `json`.
+    pub format: String,
 }
 
 /// A partition (`mp_date` value) and its folder.
@@ -64,7 +75,7 @@ pub trait Catalog: Send + Sync {
     fn table(
         &self,
         database: &str,
-        location_for: &dyn Fn(&str) -> String,
+        storage_for: &dyn Fn(&str) -> TableStorage,
         source_event: Option<&str>,
         fixed_name: Option<&str>,
         system: &[(&str, TypeClass)],

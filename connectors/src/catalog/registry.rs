@@ -8,13 +8,15 @@ use sluice_engine::component::{
 };
 use sluice_engine::{Result, TypeClass};
 
-use super::Catalog;
+use super::{Catalog, TableStorage};
 
 pub struct DatasetRegistry {
     pub catalog: Arc<dyn Catalog>,
     pub database: String,
     /// URL of the dataset's folder (ends with `/`); a table's location is this plus its name.
     pub base_url: String,
+    /// `parquet` or `json`: how the dataset's files are written.
+    pub format: String,
 }
 
 impl SchemaRegistry for DatasetRegistry {
@@ -25,10 +27,13 @@ impl SchemaRegistry for DatasetRegistry {
         system: &[(&str, TypeClass)],
         propose: ProposeTable<'_>,
     ) -> Result<TableDef> {
-        let base = self.base_url.clone();
+        let storage_for = |name: &str| TableStorage {
+            location: format!("{}{name}/", self.base_url),
+            format: self.format.clone(),
+        };
         self.catalog.table(
             &self.database,
-            &|name| format!("{base}{name}/"),
+            &storage_for,
             source_event,
             fixed_name,
             system,

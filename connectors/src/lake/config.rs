@@ -17,7 +17,7 @@ use super::sink::LakeSink;
 use crate::catalog::{Catalog, DatasetRegistry, LocalCatalog};
 use crate::store::{LocalStore, ObjectStore};
 
-/// Writes events as Parquet files laid out as SPEC §7.1 says
+/// Writes events as Parquet (or gzipped NDJSON) files laid out as SPEC §7.1 says
 /// (`<prefix>/<project_id>/<table>/<YYYY>/<MM>/<DD>/`) and registers tables, columns and
 /// `mp_date` partitions in a catalog. Files roll on size and age; each commit makes the
 /// objects, the catalog and the source positions advance together, so a restart after any
@@ -34,7 +34,10 @@ pub struct ParquetSinkConfig {
     pub prefix: String,
     /// Where tables and partitions are registered.
     pub catalog: CatalogConfig,
-    /// `snappy` (default), `zstd` or `none`.
+    /// `parquet` (default) or `json` (gzipped NDJSON, `time` in epoch seconds; SPEC §12 D2, D9).
+    #[serde(default)]
+    pub format: DataFormat,
+    /// Parquet compression: `snappy` (default), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
     /// When files roll.
@@ -64,6 +67,31 @@ pub enum CatalogConfig {
         /// The database the tables belong to (`glue_database`).
         database: String,
     },
+}
+
+/// The files' format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    #[default]
+    Parquet,
+    Json,
+}
+
+impl DataFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataFormat::Parquet => "parquet",
+            DataFormat::Json => "json",
+        }
+    }
+    /// The file name extension (SPEC §12 D8).
+    pub fn extension(self) -> &'static str {
+        match self {
+            DataFormat::Parquet => "parquet",
+            DataFormat::Json => "json.gz",
+        }
+    }
 }
 
 /// Parquet compression.
@@ -235,7 +263,11 @@ impl Component for ParquetSinkConfig {
     fn describe(&self) -> String {
         let StoreConfig::Local { path } = &self.store;
         let CatalogConfig::Local { database, .. } = &self.catalog;
-        format!("{} -> database {database}", path.display())
+        format!(
+            "{} as {} -> database {database}",
+            path.display(),
+            self.format.as_str()
+        )
     }
     fn dataset(&self) -> Option<String> {
         let CatalogConfig::Local { path, database } = &self.catalog;
@@ -248,6 +280,7 @@ impl Component for ParquetSinkConfig {
                 catalog: d.catalog,
                 database: d.database,
                 base_url,
+                format: self.format.as_str().to_string(),
             }) as Arc<dyn SchemaRegistry>
         }))
     }
@@ -266,6 +299,7 @@ impl Component for ParquetSinkConfig {
             cx.name.clone(),
             self.open_dataset()?,
             roll,
+            self.format,
             self.compression,
             cx.stats.clone(),
         )))

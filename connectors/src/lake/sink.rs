@@ -25,7 +25,7 @@ use sluice_engine::{EngineError, Result};
 
 use super::config::{Dataset, Roll};
 use super::window::{SystemColumns, Window};
-use super::Compression;
+use super::{Compression, DataFormat};
 use crate::catalog::{NewPartition, SourcePosition};
 
 /// Looked up once per event: a fast non-cryptographic hasher.
@@ -45,6 +45,7 @@ pub struct LakeSink {
     name: String,
     ds: Dataset,
     roll: Roll,
+    format: DataFormat,
     compression: Compression,
     stats: Arc<RunStats>,
     partitions: Arc<Partitions>,
@@ -72,6 +73,7 @@ impl LakeSink {
         name: String,
         ds: Dataset,
         roll: Roll,
+        format: DataFormat,
         compression: Compression,
         stats: Arc<RunStats>,
     ) -> Self {
@@ -80,6 +82,7 @@ impl LakeSink {
             name,
             ds,
             roll,
+            format,
             compression,
             stats,
             partitions: Arc::new(Partitions::default()),
@@ -154,10 +157,11 @@ impl LakeSink {
             }
         };
         Ok(format!(
-            "{}full_day-{manifest:08}-{pnum}-{}-{}.parquet",
+            "{}full_day-{manifest:08}-{pnum}-{}-{}.{}",
             self.day_folder(&s.table, s.date),
             s.first.offset,
-            s.seq
+            s.seq,
+            self.format.extension()
         ))
     }
 
@@ -173,7 +177,10 @@ impl LakeSink {
                 .ok_or_else(|| EngineError::Internal("window without a first row".into()))?;
             let seq = w.seq;
             let rows = w.rows;
-            let bytes = w.encode(def, self.compression)?;
+            let bytes = match self.format {
+                DataFormat::Parquet => w.encode(def, self.compression)?,
+                DataFormat::Json => w.encode_json(def)?,
+            };
             self.sealed.push(Sealed {
                 first,
                 seq,
