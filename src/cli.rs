@@ -351,7 +351,7 @@ fn spawn_progress(stats: Arc<RunStats>) -> (Arc<AtomicBool>, std::thread::JoinHa
             let read = RunStats::get(&stats.lines_read);
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             bar.set_message(format!(
-                "read {} lines  rows {}  dead letters {}  files {}  {:.0} events/s",
+                "read {} lines  committed: {} rows, {} dead letters, {} files  {:.0} events/s",
                 read,
                 RunStats::get(&stats.rows_written),
                 RunStats::get(&stats.dead_letters),
