@@ -1,13 +1,15 @@
 //! The `mixpanel` decoder: raw lines to events, invalid lines to dead letters (SPEC §2.1).
 //!
-//! JSON is parsed lazily with sonic-rs: top-level keys are scanned, nested values are kept as
-//! their raw text (no DOM is built), and property names are interned so that everything done
-//! per name downstream is done once per distinct name.
+//! Each line is parsed in one SIMD pass into a sonic-rs DOM (measured faster here than a lazy
+//! scan, which skips `properties` once and then walks it again: `cargo bench -p
+//! sluice-operators --bench chain`); nested values are written back as compact JSON text, and
+//! property names are interned so that everything done per name downstream is done once per
+//! distinct name.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
+use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
 
 use sluice_engine::batch::{
     Batch, DeadLetter, Event, Name, NameRef, Position, Prop, Value, NO_COLUMN,
@@ -70,21 +72,18 @@ impl MixpanelDecoder {
                 "invalid JSON".into()
             });
         }
-        let mut name: Option<LazyValue<'_>> = None;
-        let mut props: Option<LazyValue<'_>> = None;
-        for item in sonic_rs::to_object_iter(line) {
-            match item {
-                Ok((k, v)) => match &*k {
-                    "event" => name = Some(v),
-                    "properties" => props = Some(v),
-                    _ => {}
-                },
-                Err(e) => {
-                    return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string())))
-                }
+        // One SIMD pass builds a DOM of the line: cheaper than a lazy scan that skips
+        // `properties` once and then walks it again.
+        let doc: sonic_rs::Value = match sonic_rs::from_slice(line) {
+            Ok(v) => v,
+            Err(e) => {
+                return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string())))
             }
-        }
-        let name = match name {
+        };
+        let Some(obj) = doc.as_object() else {
+            return Outcome::Dead("not a JSON object".into());
+        };
+        let name = match obj.get(&"event") {
             None => return Outcome::Dead("missing event name (`event`)".into()),
             Some(v) => match v.as_str() {
                 Some("") => return Outcome::Dead("empty event name".into()),
@@ -92,25 +91,18 @@ impl MixpanelDecoder {
                 None => return Outcome::Dead("event name is not a string".into()),
             },
         };
-        let Some(props_v) = props else {
+        let Some(props_v) = obj.get(&"properties") else {
             return Outcome::Dead("missing `properties`".into());
         };
-        if props_v.get_type() != JsonType::Object {
+        let Some(props_obj) = props_v.as_object() else {
             return Outcome::Dead("`properties` is not an object".into());
-        }
+        };
         self.event_no += 1;
-        let mut time: Option<LazyValue<'_>> = None;
+        let mut time: Option<&sonic_rs::Value> = None;
         let mut distinct_id: Option<String> = None;
-        let mut out: Vec<Prop> = Vec::with_capacity(32);
-        let raw_props = props_v.as_raw_str();
-        for item in sonic_rs::to_object_iter(raw_props) {
-            let (k, v) = match item {
-                Ok(kv) => kv,
-                Err(e) => {
-                    return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string())))
-                }
-            };
-            match &*k {
+        let mut out: Vec<Prop> = Vec::with_capacity(props_obj.len());
+        for (k, v) in props_obj.iter() {
+            match k {
                 "time" => {
                     time = Some(v);
                     continue;
@@ -119,7 +111,7 @@ impl MixpanelDecoder {
                     distinct_id = match v.get_type() {
                         JsonType::Null => None,
                         JsonType::String => v.as_str().map(str::to_string),
-                        _ => Some(v.as_raw_str().to_string()),
+                        _ => Some(sonic_rs::to_string(v).unwrap_or_default()),
                     };
                     continue;
                 }
@@ -130,12 +122,14 @@ impl MixpanelDecoder {
                 JsonType::Boolean => Value::Bool(v.as_bool().unwrap_or(false)),
                 JsonType::Number => match v.as_f64() {
                     Some(f) => Value::Number(f),
-                    None => Value::String(v.as_raw_str().to_string()),
+                    None => Value::String(sonic_rs::to_string(v).unwrap_or_default()),
                 },
                 JsonType::String => Value::String(v.as_str().unwrap_or_default().to_string()),
-                JsonType::Array | JsonType::Object => Value::Json(v.as_raw_str().to_string()),
+                JsonType::Array | JsonType::Object => {
+                    Value::Json(sonic_rs::to_string(v).unwrap_or_default())
+                }
             };
-            let (id, key) = self.interner.get(&k);
+            let (id, key) = self.interner.get(k);
             let id = id as usize;
             if self.seen.len() <= id {
                 self.seen.resize(id + 1, (0, 0));
