@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine too: installs what the tests need (a Python with
-# pyarrow and DuckDB for the independent readers), then runs every test.
+# The whole test suite, on a fresh machine too: installs what the tests need (the C toolchain
+# pieces librdkafka builds with, a Python with pyarrow and DuckDB for the independent readers,
+# a real Apache Kafka broker on loopback), then runs every test and stops the broker.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # only tests whose name contains NAME
@@ -9,12 +10,36 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "build tools for the bundled librdkafka (cmake, a C++ compiler, OpenSSL headers)"
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v c++ >/dev/null || missing+=(g++)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing: ${missing[*]} (install them, e.g. apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
 step "Python readers (pyarrow, DuckDB) in .venv"
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, duckdb' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 export SLUICE_PYTHON="$PWD/.venv/bin/python"
+
+step "Kafka broker (scripts/kafka.sh), stopped when the tests end"
+if scripts/kafka.sh status >/dev/null 2>&1; then
+  echo "kafka: using the broker already running"
+else
+  scripts/kafka.sh start
+  trap 'scripts/kafka.sh stop' EXIT
+fi
+export SLUICE_KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT:-19092}"
+export SLUICE_REQUIRE_KAFKA=1
 
 step "format and lints"
 cargo fmt --all -- --check

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use sluice_connectors::kafka::produce::{self, Pace, ReplayPlan, TopicProducer};
 use sluice_connectors::lake::ParquetSinkConfig;
 use sluice_connectors::query::{run_sql, OutputFormat};
 use sluice_engine::error::Problem;
@@ -46,6 +47,47 @@ enum Cmd {
         #[arg(long)]
         metrics_addr: Option<std::net::SocketAddr>,
         /// No live progress line.
+        #[arg(long)]
+        no_progress: bool,
+        /// Stop, after committing, once every assigned Kafka partition has reached the end
+        /// offset it had when the run started (for backfills and tests).
+        #[arg(long)]
+        until_caught_up: bool,
+    },
+    /// Produce NDJSON files (.gz too) into a Kafka topic, paced, for load tests.
+    Replay {
+        /// Files to send, in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        /// Events per second (default: as fast as the broker takes them).
+        #[arg(long, conflicts_with = "speed")]
+        rate: Option<f64>,
+        /// N times the pace recorded in the events' `properties.time`.
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Start over after the last file, until --max-events or SIGINT.
+        #[arg(long = "loop")]
+        repeat: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        max_events: Option<u64>,
+        /// Partitions of the topic, when replay creates it (default 8).
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// Send without keys instead of keying by `properties.distinct_id`.
+        #[arg(long)]
+        no_key: bool,
+        /// A librdkafka setting, e.g. -X security.protocol=SASL_SSL (repeatable).
+        #[arg(short = 'X', value_name = "KEY=VALUE")]
+        options: Vec<String>,
+        /// Print the final report as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
         #[arg(long)]
         no_progress: bool,
     },
@@ -293,8 +335,151 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
             sets,
             metrics_addr,
             no_progress,
-        } => run(&topology, &sets, metrics_addr, no_progress),
+            until_caught_up,
+        } => run(&topology, &sets, metrics_addr, no_progress, until_caught_up),
+        Cmd::Replay {
+            files,
+            brokers,
+            topic,
+            rate,
+            speed,
+            repeat,
+            max_events,
+            partitions,
+            no_key,
+            options,
+            json,
+            no_progress,
+        } => {
+            let mut opts = sluice_connectors::kafka::ClientOptions::default();
+            for o in &options {
+                let Some((k, v)) = o.split_once('=') else {
+                    return Err(EngineError::config(
+                        format!("-X {o}: expected KEY=VALUE"),
+                        "write it like -X security.protocol=SASL_SSL",
+                    ));
+                };
+                opts.0.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            let pace = match (rate, speed) {
+                (Some(r), _) if r > 0.0 => Pace::Rate(r),
+                (_, Some(s)) if s > 0.0 => Pace::Speed(s),
+                (None, None) => Pace::Full,
+                _ => {
+                    return Err(EngineError::config(
+                        "--rate and --speed must be above 0",
+                        "give a positive number",
+                    ))
+                }
+            };
+            for f in &files {
+                if !f.is_file() {
+                    return Err(EngineError::config(
+                        format!("{} is not a file", f.display()),
+                        "name NDJSON files (.gz too); make them with `sluice gen -o`",
+                    ));
+                }
+            }
+            replay(
+                &brokers,
+                &opts,
+                &topic,
+                partitions,
+                &ReplayPlan {
+                    files,
+                    pace,
+                    repeat,
+                    max_events,
+                    key_by_distinct_id: !no_key,
+                },
+                json,
+                no_progress,
+            )
+        }
     }
+}
+
+fn replay(
+    brokers: &str,
+    options: &sluice_connectors::kafka::ClientOptions,
+    topic: &str,
+    partitions: Option<i32>,
+    plan: &ReplayPlan,
+    json: bool,
+    no_progress: bool,
+) -> Result<ExitCode, EngineError> {
+    let (n, created) = produce::ensure_topic(brokers, options, topic, partitions)?;
+    eprintln!(
+        "topic {topic}: {n} partitions{}",
+        if created { " (created)" } else { "" }
+    );
+    let producer = TopicProducer::new(brokers, options, topic)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .map_err(|e| EngineError::external("installing signal handlers", e))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| EngineError::external("installing signal handlers", e))?;
+    }
+    let bar = (!no_progress && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b
+    });
+    let started = Instant::now();
+    let mut progress = |d: &produce::Delivery| {
+        if let Some(b) = &bar {
+            let sent = d.sent.load(std::sync::atomic::Ordering::Relaxed);
+            let acked = d.acked.load(std::sync::atomic::Ordering::Relaxed);
+            let rate = sent as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            b.set_message(format!(
+                "{sent} sent, {acked} acknowledged, {rate:.0} events/s, {} retried, {} failed",
+                d.retried.load(std::sync::atomic::Ordering::Relaxed),
+                d.failed.load(std::sync::atomic::Ordering::Relaxed)
+            ));
+            b.tick();
+        }
+    };
+    let stop_flag = stop.clone();
+    let report = produce::replay(
+        &producer,
+        plan,
+        &move || stop_flag.load(std::sync::atomic::Ordering::SeqCst),
+        &mut progress,
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let unacked = report.events.saturating_sub(report.acked + report.failed);
+    eprintln!(
+        "replayed {} events ({:.1} MB) in {:.1} s: {:.0} events/s, {:.1} MB/s; {} acknowledged, {} retried, {} failed{}",
+        report.events,
+        report.bytes as f64 / 1e6,
+        report.seconds,
+        report.events_per_second,
+        report.mb_per_second,
+        report.acked,
+        report.retried,
+        report.failed,
+        if unacked > 0 { format!(", {unacked} unacknowledged") } else { String::new() }
+    );
+    if let Some(e) = &report.last_error {
+        eprintln!("last delivery error: {e}");
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report)
+                .map_err(|e| EngineError::Internal(format!("report: {e}")))?
+        );
+    }
+    if report.failed > 0 || unacked > 0 {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(
@@ -302,6 +487,7 @@ fn run(
     sets: &[String],
     metrics_addr: Option<std::net::SocketAddr>,
     no_progress: bool,
+    until_caught_up: bool,
 ) -> Result<ExitCode, EngineError> {
     let t = load(path, sets)?;
     if let Some(addr) = metrics_addr {
@@ -320,7 +506,7 @@ fn run(
             .map_err(|e| EngineError::external("installing signal handlers", e))?;
     }
     let stats = Arc::new(RunStats::default());
-    let control = Arc::new(RunControl::new(stop.clone()));
+    let control = Arc::new(RunControl::new(stop.clone()).until_caught_up(until_caught_up));
     let started = Instant::now();
     let progress =
         (!no_progress && std::io::stderr().is_terminal()).then(|| spawn_progress(stats.clone()));

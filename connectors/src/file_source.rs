@@ -15,6 +15,7 @@ use sluice_engine::batch::{Batch, RawLines};
 use sluice_engine::component::{Source, SourceContext};
 use sluice_engine::error::ResultExt;
 use sluice_engine::format::{DecoderSettings, RecordsFormat};
+use sluice_engine::ownership::Rewind;
 use sluice_engine::registry::{BuildContext, Component, Issue};
 use sluice_engine::stats::RunStats;
 use sluice_engine::{EngineError, Result};
@@ -87,6 +88,7 @@ impl Component for FileSourceConfig {
             current: None,
             document: self.document,
             stats: cx.stats.clone(),
+            rewind: None,
         }))
     }
     fn as_any(&self) -> &dyn Any {
@@ -116,6 +118,7 @@ pub struct FileSource {
     current: Option<Open>,
     document: bool,
     stats: Arc<RunStats>,
+    rewind: Option<Arc<Rewind>>,
 }
 
 /// The files a pattern names, in order.
@@ -161,13 +164,19 @@ impl Source for FileSource {
                 start: 0,
             });
         } else {
+            let mut found = Vec::new();
             for p in expand(&self.pattern)? {
                 let key = std::fs::canonicalize(&p)
                     .context(|| format!("resolving {}", p.display()))?
                     .display()
                     .to_string();
+                found.push((p, key));
+            }
+            let keys: Vec<String> = found.iter().map(|(_, k)| k.clone()).collect();
+            let claims = cx.coordinator.claim(&keys)?;
+            for (p, key) in found {
                 let partition = cx.partitions.intern(&cx.name, &key);
-                let start = cx.start.get(&key).copied().unwrap_or(0);
+                let start = claims.get(&key).and_then(|c| c.next_offset).unwrap_or(0);
                 self.files.push(Input {
                     path: Some(p),
                     partition,
@@ -175,11 +184,19 @@ impl Source for FileSource {
                 });
             }
         }
+        self.rewind = Some(cx.coordinator.rewind.clone());
         self.files.reverse();
         Ok(())
     }
 
     fn next_batch(&mut self, max_lines: usize) -> Result<Option<Batch>> {
+        if self.rewind.as_ref().is_some_and(|r| r.current() > 0) {
+            // Files have no group protocol to hand them over: a second run on the same
+            // catalog has taken them.
+            return Err(EngineError::Fenced(
+                "another run claimed this source's files in the same catalog; run one worker per file source".into(),
+            ));
+        }
         loop {
             if self.current.is_none() {
                 let Some(input) = self.files.pop() else {

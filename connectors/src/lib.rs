@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod file_source;
+pub mod kafka;
 pub mod lake;
 pub mod query;
 pub mod store;
@@ -20,6 +21,11 @@ pub fn register(r: &mut Registry) {
         "file",
         Role::Source,
         "Reads NDJSON files (plain or .gz), globs, or - for stdin.",
+    )));
+    r.add(Box::new(TypedPlugin::<kafka::KafkaSourceConfig>::new(
+        "kafka",
+        Role::Source,
+        "Consumes Kafka topics as a consumer-group member; positions are committed with the data.",
     )));
     r.add(Box::new(TypedPlugin::<lake::ParquetSinkConfig>::new(
         "lake",

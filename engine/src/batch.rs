@@ -198,6 +198,8 @@ pub struct Batch {
     /// For each partition this batch touches: every offset below this value has been accounted
     /// for by this batch or an earlier one (rows, dead letters or filtered).
     pub progress: Vec<(u32, u64)>,
+    /// The source's rewind generation when it read this batch (see [`crate::ownership`]).
+    pub generation: u64,
 }
 
 impl Batch {

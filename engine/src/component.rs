@@ -1,11 +1,11 @@
 //! The traits a source, an operator and a sink implement, and the schema registry they share.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::batch::{Batch, TypeClass};
 use crate::error::Result;
+use crate::ownership::{Coordinator, Ownership, Rewind};
 use crate::runtime::Partitions;
 use crate::stats::RunStats;
 
@@ -35,10 +35,12 @@ pub trait Operator: Send {
 pub struct SourceContext {
     pub name: String,
     pub partitions: Arc<Partitions>,
-    /// The first offset to read per partition key: the lowest position that every sink fed by
-    /// this source has committed. Partitions not listed start at 0.
-    pub start: HashMap<String, u64>,
+    /// Claims partitions in the sinks this source feeds and tells where to start reading.
+    pub coordinator: Arc<Coordinator>,
     pub stats: Arc<RunStats>,
+    /// Stop once every assigned partition has reached the end it had when the run started
+    /// (unbounded sources); bounded sources end anyway.
+    pub until_caught_up: bool,
 }
 
 /// Reads raw lines in batches.
@@ -48,6 +50,9 @@ pub trait Source: Send {
     /// The next batch of at most `max_lines` raw lines, with `progress` set; `None` at the end
     /// of a bounded input.
     fn next_batch(&mut self, max_lines: usize) -> Result<Option<Batch>>;
+    /// The run is over (its input ended or it was stopped): release what the source holds,
+    /// such as a group membership. Called after the source's output is closed.
+    fn close(&mut self) {}
 }
 
 /// What a sink needs at start.
@@ -55,6 +60,8 @@ pub struct SinkContext {
     pub name: String,
     pub partitions: Arc<Partitions>,
     pub stats: Arc<RunStats>,
+    /// Fenced sinks ask for a rewind here; batches of older generations are to be dropped.
+    pub rewind: Arc<Rewind>,
 }
 
 /// Buffers what it receives and commits it durably, deciding itself when.
@@ -64,8 +71,8 @@ pub struct SinkContext {
 pub trait Sink: Send {
     /// Recovers from an interrupted commit, if any.
     fn open(&mut self, cx: &SinkContext) -> Result<()>;
-    /// Committed positions for the partitions of `source`: next offset to read, by partition key.
-    fn committed(&self, source: &str) -> Result<HashMap<String, u64>>;
+    /// Partition ownership in this sink's catalog, shared with the sources that feed it.
+    fn ownership(&self) -> Arc<dyn Ownership>;
     fn write(&mut self, batch: Batch) -> Result<()>;
     /// Called at least every [`Sink::poll_interval`] even without data: rolls on age happen here.
     fn poll(&mut self, now: Instant) -> Result<()>;

@@ -62,6 +62,9 @@ pub enum EngineError {
         source: Box<dyn std::error::Error + Send + Sync>,
         retryable: bool,
     },
+    /// Another worker has claimed a partition this worker was about to commit.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),

@@ -17,6 +17,7 @@ pub mod commit;
 pub mod component;
 pub mod error;
 pub mod format;
+pub mod ownership;
 pub mod registry;
 pub mod runtime;
 pub mod stats;

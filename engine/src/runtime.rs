@@ -24,6 +24,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use crate::batch::Batch;
 use crate::component::{Operator, SchemaRegistry, Sink, SinkContext, Source, SourceContext};
 use crate::error::{EngineError, Result};
+use crate::ownership::{Coordinator, Ownership, Rewind};
 use crate::registry::{BuildContext, Registry, Role};
 use crate::stats::RunStats;
 use crate::topology::Topology;
@@ -75,6 +76,8 @@ impl Partitions {
 pub struct RunControl {
     pub stop: Arc<AtomicBool>,
     fatal: Mutex<Option<EngineError>>,
+    /// Unbounded sources stop once caught up with the end they saw at start.
+    pub until_caught_up: bool,
 }
 
 impl RunControl {
@@ -82,7 +85,12 @@ impl RunControl {
         RunControl {
             stop,
             fatal: Mutex::new(None),
+            until_caught_up: false,
         }
+    }
+    pub fn until_caught_up(mut self, yes: bool) -> Self {
+        self.until_caught_up = yes;
+        self
     }
     fn fail(&self, e: EngineError) {
         tracing::error!(error = %e, "stopping the run");
@@ -160,6 +168,7 @@ pub fn run(
     stats: Arc<RunStats>,
 ) -> Result<()> {
     let partitions = Arc::new(Partitions::default());
+    let rewind = Arc::new(Rewind::default());
     let cap = topology.runtime.channel_capacity.max(1);
     let workers = match topology.runtime.workers {
         0 => thread::available_parallelism()
@@ -190,6 +199,7 @@ pub fn run(
             name: n.name.clone(),
             partitions: partitions.clone(),
             stats: stats.clone(),
+            rewind: rewind.clone(),
         })?;
         sinks.insert(n.name.clone(), sink);
     }
@@ -235,31 +245,17 @@ pub fn run(
                 format!("use one of: {}", registry.formats().join(", ")),
             )
         })?;
-        let mut start: HashMap<String, u64> = HashMap::new();
-        let downstream = topology.downstream_sinks(&n.name);
-        for (i, s) in downstream.iter().enumerate() {
-            let committed = sinks
-                .get(&s.name)
-                .map(|k| k.committed(&n.name))
-                .transpose()?
-                .unwrap_or_default();
-            if i == 0 {
-                start = committed;
-            } else {
-                start.retain(|k, v| match committed.get(k) {
-                    Some(c) => {
-                        *v = (*v).min(*c);
-                        true
-                    }
-                    None => false,
-                });
-            }
-        }
+        let owners: Vec<Arc<dyn Ownership>> = topology
+            .downstream_sinks(&n.name)
+            .iter()
+            .filter_map(|s| sinks.get(&s.name).map(|k| k.ownership()))
+            .collect();
         source.open(&SourceContext {
             name: n.name.clone(),
             partitions: partitions.clone(),
-            start,
+            coordinator: Arc::new(Coordinator::new(&n.name, owners, rewind.clone())),
             stats: stats.clone(),
+            until_caught_up: control.until_caught_up,
         })?;
         sources.push(OpenSource {
             name: n.name.clone(),
@@ -402,6 +398,8 @@ pub fn run(
         handles.push(spawn(&format!("src-{name}"), move || {
             while !control.stop.load(Ordering::SeqCst) {
                 match source.next_batch(batch_size) {
+                    // Idle: the source handed control back so that a stop is noticed.
+                    Ok(Some(b)) if b.is_empty() && b.progress.is_empty() => {}
                     Ok(Some(b)) => {
                         if tx.send(b).is_err() {
                             break;
@@ -414,6 +412,8 @@ pub fn run(
                     }
                 }
             }
+            drop(tx);
+            source.close();
         })?);
     }
     for plan in plans {

@@ -17,6 +17,8 @@ pub struct RunStats {
     pub commits: AtomicU64,
     /// Events skipped because a previous run had already committed them.
     pub already_committed: AtomicU64,
+    /// Commits refused because another worker had claimed one of their partitions.
+    pub fenced: AtomicU64,
     rows_per_table: Mutex<BTreeMap<String, u64>>,
 }
 

@@ -12,6 +12,7 @@ use sluice_engine::commit::CommitStage;
 use sluice_engine::component::{
     ColumnAssignment, ColumnDef, ProposeColumn, ProposeTable, TableDef,
 };
+use sluice_engine::ownership::Claim;
 use sluice_engine::{EngineError, Result, TypeClass};
 
 use super::{
@@ -43,6 +44,9 @@ CREATE TABLE IF NOT EXISTS source_partitions(
 CREATE TABLE IF NOT EXISTS manifests(
   id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, stage TEXT NOT NULL,
   objects TEXT NOT NULL DEFAULT '[]', created_at TEXT NOT NULL, finished_at TEXT);
+CREATE TABLE IF NOT EXISTS owners(
+  sink TEXT NOT NULL, source TEXT NOT NULL, partition TEXT NOT NULL, worker TEXT NOT NULL,
+  generation INTEGER NOT NULL, claimed_at TEXT NOT NULL, PRIMARY KEY(sink, source, partition));
 CREATE TABLE IF NOT EXISTS positions(
   sink TEXT NOT NULL, source TEXT NOT NULL, partition TEXT NOT NULL, next_offset INTEGER NOT NULL,
   PRIMARY KEY(sink, source, partition));
@@ -79,6 +83,22 @@ impl LocalCatalog {
             .map_err(db_err("setting synchronous"))?;
         conn.execute_batch(SCHEMA)
             .map_err(db_err("creating the schema"))?;
+        // Catalogs made before manifests recorded their worker and partitions.
+        let has_worker: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('manifests') WHERE name = 'worker'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db_err("reading the schema"))?
+            > 0;
+        if !has_worker {
+            conn.execute_batch(
+                "ALTER TABLE manifests ADD COLUMN worker TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE manifests ADD COLUMN partitions TEXT NOT NULL DEFAULT '[]';",
+            )
+            .map_err(db_err("upgrading the manifests table"))?;
+        }
         Ok(LocalCatalog {
             conn: Mutex::new(conn),
         })
@@ -91,6 +111,44 @@ impl LocalCatalog {
             .map_err(|_| EngineError::Internal("catalog lock poisoned".into()))?;
         f(&mut c)
     }
+}
+
+fn unfinished_in(c: &Connection, sink: &str) -> Result<Vec<Manifest>> {
+    let mut stmt = c
+        .prepare(
+            "SELECT id, stage, objects, worker, partitions FROM manifests
+             WHERE sink = ?1 AND stage NOT IN ('done', 'abandoned') ORDER BY id",
+        )
+        .map_err(db_err("reading manifests"))?;
+    let rows = stmt
+        .query_map(params![sink], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })
+        .map_err(db_err("reading manifests"))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(db_err("reading manifests"))?;
+    rows.into_iter()
+        .map(|(id, stage, objects, worker, partitions)| {
+            let bad = |what: &str, e: serde_json::Error| {
+                EngineError::Internal(format!("manifest {id} {what}: {e}"))
+            };
+            Ok(Manifest {
+                id,
+                stage: CommitStage::parse(&stage).ok_or_else(|| {
+                    EngineError::Internal(format!("manifest {id} has unknown stage {stage}"))
+                })?,
+                objects: serde_json::from_str(&objects).map_err(|e| bad("objects", e))?,
+                worker,
+                partitions: serde_json::from_str(&partitions).map_err(|e| bad("partitions", e))?,
+            })
+        })
+        .collect()
 }
 
 fn load_def(c: &Connection, table: i64) -> Result<TableDef> {
@@ -384,11 +442,83 @@ impl Catalog for LocalCatalog {
         })
     }
 
-    fn begin_commit(&self, sink: &str) -> Result<i64> {
+    fn claim(
+        &self,
+        sink: &str,
+        worker: &str,
+        source: &str,
+        partitions: &[String],
+    ) -> Result<(HashMap<String, Claim>, Vec<Manifest>)> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err("starting a transaction"))?;
+            let ts = now();
+            let mut claims = HashMap::new();
+            for p in partitions {
+                let owner: Option<String> = tx
+                    .query_row(
+                        "SELECT worker FROM owners WHERE sink = ?1 AND source = ?2 AND partition = ?3",
+                        params![sink, source, p],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db_err("reading an owner"))?;
+                let continued = owner.as_deref() == Some(worker);
+                if !continued {
+                    tx.execute(
+                        "INSERT INTO owners(sink, source, partition, worker, generation, claimed_at)
+                         VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                         ON CONFLICT(sink, source, partition) DO UPDATE SET worker = excluded.worker,
+                           generation = generation + 1, claimed_at = excluded.claimed_at",
+                        params![sink, source, p, worker, ts],
+                    )
+                    .map_err(db_err("claiming a partition"))?;
+                }
+                let next_offset: Option<i64> = tx
+                    .query_row(
+                        "SELECT next_offset FROM positions WHERE sink = ?1 AND source = ?2 AND partition = ?3",
+                        params![sink, source, p],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db_err("reading a position"))?;
+                claims.insert(
+                    p.clone(),
+                    Claim {
+                        next_offset: next_offset.map(|o| o as u64),
+                        continued,
+                    },
+                );
+            }
+            let orphans: Vec<Manifest> = unfinished_in(&tx, sink)?
+                .into_iter()
+                .filter(|m| {
+                    m.worker != worker
+                        && (m.partitions.is_empty()
+                            || m
+                                .partitions
+                                .iter()
+                                .any(|(s, p)| s == source && partitions.contains(p)))
+                })
+                .collect();
+            tx.commit().map_err(db_err("claiming partitions"))?;
+            Ok((claims, orphans))
+        })
+    }
+
+    fn begin_commit(
+        &self,
+        sink: &str,
+        worker: &str,
+        partitions: &[(String, String)],
+    ) -> Result<i64> {
+        let json = serde_json::to_string(partitions)
+            .map_err(|e| EngineError::Internal(format!("manifest: {e}")))?;
         self.with(|c| {
             c.execute(
-                "INSERT INTO manifests(sink, stage, created_at) VALUES (?1, ?2, ?3)",
-                params![sink, CommitStage::Planned.as_str(), now()],
+                "INSERT INTO manifests(sink, stage, created_at, worker, partitions) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![sink, CommitStage::Planned.as_str(), now(), worker, json],
             )
             .map_err(db_err("starting a commit"))?;
             Ok(c.last_insert_rowid())
@@ -423,6 +553,7 @@ impl Catalog for LocalCatalog {
         &self,
         manifest: i64,
         sink: &str,
+        worker: &str,
         partitions: &[NewPartition],
         positions: &[SourcePosition],
     ) -> Result<()> {
@@ -430,6 +561,22 @@ impl Catalog for LocalCatalog {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err("starting a transaction"))?;
+            for p in positions {
+                let owner: Option<String> = tx
+                    .query_row(
+                        "SELECT worker FROM owners WHERE sink = ?1 AND source = ?2 AND partition = ?3",
+                        params![sink, p.source, p.partition],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db_err("reading an owner"))?;
+                if let Some(owner) = owner.filter(|o| o != worker) {
+                    return Err(EngineError::Fenced(format!(
+                        "partition {} of `{}` now belongs to worker {owner}",
+                        p.partition, p.source
+                    )));
+                }
+            }
             let ts = now();
             for p in partitions {
                 tx.execute(
@@ -458,31 +605,7 @@ impl Catalog for LocalCatalog {
     }
 
     fn unfinished(&self, sink: &str) -> Result<Vec<Manifest>> {
-        self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT id, stage, objects FROM manifests WHERE sink = ?1 AND stage NOT IN ('done', 'abandoned') ORDER BY id")
-                .map_err(db_err("reading manifests"))?;
-            let rows = stmt
-                .query_map(params![sink], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })
-                .map_err(db_err("reading manifests"))?
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(db_err("reading manifests"))?;
-            rows.into_iter()
-                .map(|(id, stage, objects)| {
-                    Ok(Manifest {
-                        id,
-                        stage: CommitStage::parse(&stage).ok_or_else(|| {
-                            EngineError::Internal(format!("manifest {id} has unknown stage {stage}"))
-                        })?,
-                        objects: serde_json::from_str(&objects).map_err(|e| {
-                            EngineError::Internal(format!("manifest {id} objects: {e}"))
-                        })?,
-                    })
-                })
-                .collect()
-        })
+        self.with(|c| unfinished_in(c, sink))
     }
 
     fn abandon(&self, manifest: i64) -> Result<()> {
@@ -569,5 +692,92 @@ impl Catalog for LocalCatalog {
                 .map_err(db_err("reading positions"))?;
             Ok(rows)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(p: &str, next: u64) -> SourcePosition {
+        SourcePosition {
+            source: "src".into(),
+            partition: p.into(),
+            next_offset: next,
+        }
+    }
+
+    #[test]
+    fn a_claim_fences_the_previous_owner_and_hands_over_its_unfinished_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = LocalCatalog::open(&dir.path().join("c.sqlite")).unwrap();
+        let parts = vec!["t/0".to_string(), "t/1".to_string()];
+
+        let (claims, orphans) = cat.claim("sink", "A", "src", &parts).unwrap();
+        assert!(orphans.is_empty());
+        assert_eq!(
+            claims["t/0"],
+            Claim {
+                next_offset: None,
+                continued: false
+            }
+        );
+        let m1 = cat
+            .begin_commit("sink", "A", &[("src".into(), "t/0".into())])
+            .unwrap();
+        cat.finish_commit(m1, "sink", "A", &[], &[pos("t/0", 10)])
+            .unwrap();
+
+        // A claims again (an eager rebalance gave it the same partitions): it continues.
+        let (claims, _) = cat.claim("sink", "A", "src", &parts).unwrap();
+        assert_eq!(
+            claims["t/0"],
+            Claim {
+                next_offset: Some(10),
+                continued: true
+            }
+        );
+
+        // A starts a commit of both partitions; B takes t/1 before A finishes.
+        let m2 = cat
+            .begin_commit(
+                "sink",
+                "A",
+                &[("src".into(), "t/0".into()), ("src".into(), "t/1".into())],
+            )
+            .unwrap();
+        cat.plan_objects(m2, &["k1".to_string()]).unwrap();
+        let (claims, orphans) = cat.claim("sink", "B", "src", &["t/1".to_string()]).unwrap();
+        assert_eq!(
+            claims["t/1"],
+            Claim {
+                next_offset: None,
+                continued: false
+            }
+        );
+        assert_eq!(orphans.len(), 1, "B must resolve A's unfinished commit");
+        assert_eq!(orphans[0].id, m2);
+        assert_eq!(orphans[0].worker, "A");
+        assert_eq!(orphans[0].objects, vec!["k1".to_string()]);
+
+        // A's commit is refused and changes nothing.
+        let err = cat
+            .finish_commit(m2, "sink", "A", &[], &[pos("t/0", 20), pos("t/1", 5)])
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Fenced(_)), "{err}");
+        let p = cat.positions("sink").unwrap();
+        assert_eq!(p.get(&("src".into(), "t/0".into())), Some(&10));
+        assert_eq!(p.get(&("src".into(), "t/1".into())), None);
+
+        // A may still commit the partition it kept.
+        let m3 = cat
+            .begin_commit("sink", "A", &[("src".into(), "t/0".into())])
+            .unwrap();
+        cat.finish_commit(m3, "sink", "A", &[], &[pos("t/0", 20)])
+            .unwrap();
+        // A claim by B of t/0 does not hand over A's finished commits.
+        let (claims, orphans) = cat.claim("sink", "B", "src", &["t/0".to_string()]).unwrap();
+        assert_eq!(claims["t/0"].next_offset, Some(20));
+        assert_eq!(orphans.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m2]);
     }
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use sluice_engine::commit::CommitStage;
 use sluice_engine::component::{ColumnAssignment, ProposeColumn, ProposeTable, TableDef};
+use sluice_engine::ownership::Claim;
 use sluice_engine::{Result, TypeClass};
 
 /// A table with where its files live.
@@ -46,6 +47,10 @@ pub struct Manifest {
     pub id: i64,
     pub stage: CommitStage,
     pub objects: Vec<String>,
+    /// The worker that started it.
+    pub worker: String,
+    /// The source partitions, as (source, partition), whose positions it commits.
+    pub partitions: Vec<(String, String)>,
 }
 
 /// A partition to register when a commit finishes.
@@ -94,16 +99,35 @@ pub trait Catalog: Send + Sync {
 
     /// A stable small number for a source partition (used in object keys).
     fn partition_number(&self, source: &str, partition: &str) -> Result<i64>;
+    /// Makes `worker` the owner of `partitions` of `source` for `sink` (see
+    /// `sluice_engine::ownership`), and returns what is committed for each, with the unfinished
+    /// manifests of other workers that touch them: no commit of theirs can finish any more, so
+    /// the caller resolves them.
+    fn claim(
+        &self,
+        sink: &str,
+        worker: &str,
+        source: &str,
+        partitions: &[String],
+    ) -> Result<(HashMap<String, Claim>, Vec<Manifest>)>;
     /// Starts a commit: a manifest in stage `planned`, whose id names the objects.
-    fn begin_commit(&self, sink: &str) -> Result<i64>;
+    fn begin_commit(
+        &self,
+        sink: &str,
+        worker: &str,
+        partitions: &[(String, String)],
+    ) -> Result<i64>;
     /// Records the objects the commit will write, before writing any.
     fn plan_objects(&self, manifest: i64, objects: &[String]) -> Result<()>;
     fn set_stage(&self, manifest: i64, stage: CommitStage) -> Result<()>;
     /// Registers partitions and positions and marks the manifest done, in one transaction.
+    /// Fails with [`sluice_engine::EngineError::Fenced`], changing nothing, if another worker
+    /// owns one of the partitions of `positions`.
     fn finish_commit(
         &self,
         manifest: i64,
         sink: &str,
+        worker: &str,
         partitions: &[NewPartition],
         positions: &[SourcePosition],
     ) -> Result<()>;

@@ -19,6 +19,7 @@ use std::time::Instant;
 use sluice_engine::batch::{Batch, DeadLetter};
 use sluice_engine::commit::{decide, CommitStage, Observed, Recovery};
 use sluice_engine::component::{Sink, SinkContext, TableDef};
+use sluice_engine::ownership::{worker_id, Claim, Ownership, Rewind};
 use sluice_engine::runtime::Partitions;
 use sluice_engine::stats::RunStats;
 use sluice_engine::{EngineError, Result};
@@ -26,7 +27,8 @@ use sluice_engine::{EngineError, Result};
 use super::config::{Dataset, Roll};
 use super::window::{SystemColumns, Window};
 use super::{Compression, DataFormat};
-use crate::catalog::{NewPartition, SourcePosition};
+use crate::catalog::{Catalog, Manifest, NewPartition, SourcePosition};
+use crate::store::ObjectStore;
 
 /// Looked up once per event: a fast non-cryptographic hasher.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -66,6 +68,83 @@ pub struct LakeSink {
     mapping_version: Option<i64>,
     /// Unique within the catalog: the database and the sink's name.
     sink_id: String,
+    worker: String,
+    /// The rewind generation of what this sink holds; older batches are dropped.
+    generation: u64,
+    rewind: Arc<Rewind>,
+}
+
+/// The lake sink's partition ownership: claims in its catalog, and recovery of the commits that
+/// earlier owners of the claimed partitions left unfinished.
+pub struct LakeOwnership {
+    name: String,
+    sink_id: String,
+    worker: String,
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Ownership for LakeOwnership {
+    fn claim(&self, source: &str, partitions: &[String]) -> Result<HashMap<String, Claim>> {
+        let (claims, orphans) =
+            self.catalog
+                .claim(&self.sink_id, &self.worker, source, partitions)?;
+        for m in orphans {
+            recover(&self.name, &*self.catalog, &*self.store, &m)?;
+        }
+        Ok(claims)
+    }
+    fn committed(&self, source: &str) -> Result<HashMap<String, u64>> {
+        Ok(self
+            .catalog
+            .positions(&self.sink_id)?
+            .into_iter()
+            .filter(|((s, _), _)| s == source)
+            .map(|((_, k), v)| (k, v))
+            .collect())
+    }
+}
+
+/// Resolves a manifest whose worker can no longer finish it (see `sluice_engine::commit`).
+fn recover(name: &str, catalog: &dyn Catalog, store: &dyn ObjectStore, m: &Manifest) -> Result<()> {
+    let mut present = Vec::new();
+    let mut missing = Vec::new();
+    for o in &m.objects {
+        if store.exists(o)? {
+            present.push(o.clone());
+        } else {
+            missing.push(o.clone());
+        }
+    }
+    let decision = decide(&Observed {
+        stage: m.stage,
+        present,
+        missing,
+        owner: true,
+    });
+    tracing::warn!(sink = %name, manifest = m.id, worker = %m.worker, ?decision, "resolving an interrupted commit");
+    match decision {
+        Recovery::Nothing => catalog.abandon(m.id),
+        Recovery::RollBack { delete } => {
+            for k in delete {
+                store.delete(&k)?;
+            }
+            catalog.abandon(m.id)
+        }
+        Recovery::RollForward | Recovery::Fenced => {
+            // The local catalog registers partitions and positions in one transaction, so a
+            // manifest never stops between them.
+            Err(EngineError::Internal(format!(
+                "manifest {} is in stage {} which the local catalog never leaves",
+                m.id,
+                m.stage.as_str()
+            )))
+        }
+        Recovery::Inconsistent { reason } => Err(EngineError::Internal(format!(
+            "manifest {}: {reason}",
+            m.id
+        ))),
+    }
 }
 
 impl LakeSink {
@@ -98,7 +177,20 @@ impl LakeSink {
             held_bytes: 0,
             mapping_version: None,
             sink_id,
+            worker: worker_id().to_string(),
+            generation: 0,
+            rewind: Arc::new(Rewind::default()),
         }
+    }
+
+    /// Drops everything held: it will be read again from the committed positions.
+    fn abandon_epoch(&mut self) {
+        self.windows.clear();
+        self.sealed.clear();
+        self.dead.clear();
+        self.progress.clear();
+        self.held_bytes = 0;
+        self.epoch_started = None;
     }
 
     fn committed_offset(&mut self, partition: u32) -> u64 {
@@ -205,7 +297,19 @@ impl LakeSink {
             return Ok(());
         }
         let started = Instant::now();
-        let manifest = self.ds.catalog.begin_commit(&self.sink_id)?;
+        let mut touched = Vec::with_capacity(self.progress.len());
+        for p in self.progress.keys() {
+            touched.push(
+                self.partitions
+                    .get(*p)
+                    .ok_or_else(|| EngineError::Internal(format!("unknown partition {p}")))?,
+            );
+        }
+        touched.sort();
+        let manifest = self
+            .ds
+            .catalog
+            .begin_commit(&self.sink_id, &self.worker, &touched)?;
         let keys: Vec<(i64, i32)> = self.windows.keys().copied().collect();
         for k in keys {
             self.seal(k)?;
@@ -285,9 +389,30 @@ impl LakeSink {
                 next_offset: *next,
             });
         }
-        self.ds
-            .catalog
-            .finish_commit(manifest, &self.sink_id, &parts, &positions)?;
+        match self.ds.catalog.finish_commit(
+            manifest,
+            &self.sink_id,
+            &self.worker,
+            &parts,
+            &positions,
+        ) {
+            Ok(()) => {}
+            Err(EngineError::Fenced(why)) => {
+                // Another worker owns part of this epoch now: nothing of it may become
+                // visible. Remove what was written, drop what is held, and have the sources
+                // read their remaining partitions again from the committed positions.
+                for k in &objects {
+                    self.ds.store.delete(k)?;
+                }
+                self.ds.catalog.abandon(manifest)?;
+                self.abandon_epoch();
+                self.generation = self.rewind.request();
+                RunStats::add(&self.stats.fenced, 1);
+                tracing::warn!(sink = %self.name, manifest, %why, "fenced: the epoch is dropped and read again");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
 
         // Committed: account for it.
         for s in &self.sealed {
@@ -356,62 +481,35 @@ pub fn date_string(days: i32) -> String {
 impl Sink for LakeSink {
     fn open(&mut self, cx: &SinkContext) -> Result<()> {
         self.partitions = cx.partitions.clone();
-        for m in self.ds.catalog.unfinished(&self.sink_id)? {
-            let mut present = Vec::new();
-            let mut missing = Vec::new();
-            for o in &m.objects {
-                if self.ds.store.exists(o)? {
-                    present.push(o.clone());
-                } else {
-                    missing.push(o.clone());
-                }
-            }
-            let decision = decide(&Observed {
-                stage: m.stage,
-                present,
-                missing,
-                owner: true,
-            });
-            tracing::warn!(sink = %self.name, manifest = m.id, ?decision, "recovering an interrupted commit");
-            match decision {
-                Recovery::Nothing => self.ds.catalog.abandon(m.id)?,
-                Recovery::RollBack { delete } => {
-                    for k in delete {
-                        self.ds.store.delete(&k)?;
-                    }
-                    self.ds.catalog.abandon(m.id)?;
-                }
-                Recovery::RollForward | Recovery::Fenced => {
-                    // The local catalog registers partitions and positions in one transaction,
-                    // so a manifest never stops between them.
-                    return Err(EngineError::Internal(format!(
-                        "manifest {} is in stage {} which the local catalog never leaves",
-                        m.id,
-                        m.stage.as_str()
-                    )));
-                }
-                Recovery::Inconsistent { reason } => {
-                    return Err(EngineError::Internal(format!(
-                        "manifest {}: {reason}",
-                        m.id
-                    )))
-                }
-            }
-        }
+        self.rewind = cx.rewind.clone();
+        self.generation = self.rewind.current();
+        // Unfinished commits are resolved when their partitions are claimed (`LakeOwnership`):
+        // before that, their worker may still be finishing them.
         self.committed_by_key = self.ds.catalog.positions(&self.sink_id)?;
         Ok(())
     }
 
-    fn committed(&self, source: &str) -> Result<HashMap<String, u64>> {
-        Ok(self
-            .committed_by_key
-            .iter()
-            .filter(|((s, _), _)| s == source)
-            .map(|((_, k), v)| (k.clone(), *v))
-            .collect())
+    fn ownership(&self) -> Arc<dyn Ownership> {
+        Arc::new(LakeOwnership {
+            name: self.name.clone(),
+            sink_id: self.sink_id.clone(),
+            worker: self.worker.clone(),
+            catalog: self.ds.catalog.clone(),
+            store: self.ds.store.clone(),
+        })
     }
 
     fn write(&mut self, batch: Batch) -> Result<()> {
+        if batch.generation < self.generation {
+            // Read before a rewind: the sources read it again.
+            return Ok(());
+        }
+        if batch.generation > self.generation {
+            // Another sink of the run was fenced and the sources went back to the committed
+            // positions: what this sink holds will arrive again.
+            self.abandon_epoch();
+            self.generation = batch.generation;
+        }
         let mut skipped = 0u64;
         for e in batch.events {
             if e.pos.offset < self.committed_offset(e.pos.partition) {
@@ -472,6 +570,9 @@ impl Sink for LakeSink {
     }
 
     fn poll(&mut self, now: Instant) -> Result<()> {
+        if self.rewind.flush_requested() {
+            return self.commit();
+        }
         if let Some(s) = self.epoch_started {
             if now.duration_since(s) >= self.roll.max_age {
                 self.commit()?;

@@ -1,0 +1,448 @@
+//! Producing to Kafka: topics, and `sluice replay`'s paced, acknowledged sending.
+//!
+//! The producer is idempotent (no duplicates from librdkafka's own retries). A message whose
+//! delivery finally fails is sent again, up to `max_attempts` times in all, and counted; a
+//! replay reports success only for messages the broker acknowledged.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use sluice_engine::{EngineError, Result};
+
+use super::ClientOptions;
+
+/// Makes sure `topic` exists; creates it with `partitions` (default 8) if not. Returns its
+/// partition count and whether it was created.
+pub fn ensure_topic(
+    brokers: &str,
+    options: &ClientOptions,
+    topic: &str,
+    partitions: Option<i32>,
+) -> Result<(usize, bool)> {
+    let producer: BaseProducer = options
+        .client_config(brokers)
+        .create()
+        .map_err(|e| EngineError::external("creating a Kafka client", e))?;
+    let existing = topic_partitions(&producer, brokers, topic)?;
+    if let Some(n) = existing {
+        if let Some(want) = partitions {
+            if want as usize != n {
+                tracing::warn!(
+                    topic,
+                    existing = n,
+                    asked = want,
+                    "the topic exists; keeping its partition count"
+                );
+            }
+        }
+        return Ok((n, false));
+    }
+    let admin: AdminClient<DefaultClientContext> = options
+        .client_config(brokers)
+        .create()
+        .map_err(|e| EngineError::external("creating a Kafka admin client", e))?;
+    let n = partitions.unwrap_or(8);
+    let new = NewTopic::new(topic, n, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics([&new], &opts))
+        .map_err(|e| EngineError::external(format!("creating topic {topic}"), e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(EngineError::external(
+                    format!("creating topic {t}"),
+                    KafkaError::AdminOp(code),
+                ))
+            }
+        }
+    }
+    // Metadata catches up with the creation shortly after.
+    for _ in 0..100 {
+        if let Some(n) = topic_partitions(&producer, brokers, topic)? {
+            return Ok((n, true));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(EngineError::Internal(format!(
+        "topic {topic} was created but does not show in the metadata"
+    )))
+}
+
+fn topic_partitions(producer: &BaseProducer, brokers: &str, topic: &str) -> Result<Option<usize>> {
+    let md = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .map_err(|e| EngineError::external(format!("reaching Kafka at {brokers}"), e))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len()))
+}
+
+/// Counters of a replay, shared with the delivery callback.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub sent: AtomicU64,
+    pub acked: AtomicU64,
+    pub acked_bytes: AtomicU64,
+    pub retried: AtomicU64,
+    pub failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Delivery {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+struct Retry {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    attempt: u32,
+}
+
+struct Ctx {
+    delivery: Arc<Delivery>,
+    retries: Mutex<Vec<Retry>>,
+    max_attempts: u32,
+}
+
+impl ClientContext for Ctx {}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Box<u32>;
+    fn delivery(&self, result: &DeliveryResult<'_>, attempt: Box<u32>) {
+        match result {
+            Ok(m) => {
+                self.delivery.acked.fetch_add(1, Ordering::Relaxed);
+                self.delivery
+                    .acked_bytes
+                    .fetch_add(m.payload_len() as u64, Ordering::Relaxed);
+            }
+            Err((e, m)) => {
+                if let Ok(mut last) = self.delivery.last_error.lock() {
+                    *last = Some(e.to_string());
+                }
+                if *attempt < self.max_attempts {
+                    self.delivery.retried.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut q) = self.retries.lock() {
+                        q.push(Retry {
+                            key: m.key().map(|k| k.to_vec()),
+                            payload: m.payload().unwrap_or_default().to_vec(),
+                            attempt: *attempt + 1,
+                        });
+                    }
+                } else {
+                    self.delivery.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// An idempotent producer to one topic that retries failed deliveries.
+pub struct TopicProducer {
+    producer: BaseProducer<Ctx>,
+    topic: String,
+    pub delivery: Arc<Delivery>,
+}
+
+impl TopicProducer {
+    pub fn new(brokers: &str, options: &ClientOptions, topic: &str) -> Result<Self> {
+        let delivery = Arc::new(Delivery::default());
+        let mut config = options.client_config(brokers);
+        config.set("enable.idempotence", "true");
+        for (k, v) in [
+            ("linger.ms", "5"),
+            ("compression.type", "lz4"),
+            ("queue.buffering.max.messages", "200000"),
+            ("message.timeout.ms", "60000"),
+        ] {
+            if !options.0.contains_key(k) {
+                config.set(k, v);
+            }
+        }
+        let producer = config
+            .create_with_context(Ctx {
+                delivery: delivery.clone(),
+                retries: Mutex::new(Vec::new()),
+                max_attempts: 3,
+            })
+            .map_err(|e| EngineError::external("creating the Kafka producer", e))?;
+        Ok(TopicProducer {
+            producer,
+            topic: topic.to_string(),
+            delivery,
+        })
+    }
+
+    /// Queues one message, waiting while librdkafka's queue is full.
+    pub fn send(&self, key: Option<&[u8]>, payload: &[u8]) -> Result<()> {
+        self.send_attempt(key, payload, 1)
+    }
+
+    fn send_attempt(&self, key: Option<&[u8]>, payload: &[u8], attempt: u32) -> Result<()> {
+        loop {
+            let mut record: BaseRecord<'_, [u8], [u8], Box<u32>> =
+                BaseRecord::with_opaque_to(&self.topic, Box::new(attempt)).payload(payload);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            match self.producer.send(record) {
+                Ok(()) => {
+                    if attempt == 1 {
+                        self.delivery.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    return Err(EngineError::external(
+                        format!("producing to {}", self.topic),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Serves delivery reports and re-sends failed messages.
+    pub fn poll(&self) -> Result<()> {
+        self.producer.poll(Duration::ZERO);
+        let again: Vec<Retry> = match self.producer.context().retries.lock() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            Err(_) => Vec::new(),
+        };
+        for r in again {
+            self.send_attempt(r.key.as_deref(), &r.payload, r.attempt)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every message is acknowledged or finally failed, up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.poll()?;
+            let pending = self.producer.in_flight_count() > 0
+                || self
+                    .producer
+                    .context()
+                    .retries
+                    .lock()
+                    .map(|q| !q.is_empty())
+                    .unwrap_or(false);
+            if !pending {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::Data(format!(
+                    "{} message(s) still unacknowledged after {:?}",
+                    self.producer.in_flight_count(),
+                    timeout
+                )));
+            }
+            let _ = self.producer.flush(Duration::from_millis(100));
+        }
+    }
+}
+
+/// How `replay` paces sending.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// As fast as the broker takes them.
+    Full,
+    /// Events per second.
+    Rate(f64),
+    /// N times the recorded pace of the events' `properties.time`.
+    Speed(f64),
+}
+
+/// What to replay and how.
+pub struct ReplayPlan {
+    pub files: Vec<PathBuf>,
+    pub pace: Pace,
+    /// Start again at the first file after the last, until `max_events` or a stop.
+    pub repeat: bool,
+    pub max_events: Option<u64>,
+    /// Key messages by `properties.distinct_id` (else no key: spread by librdkafka).
+    pub key_by_distinct_id: bool,
+}
+
+/// The final report of a replay.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReplayReport {
+    pub events: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub mb_per_second: f64,
+    pub last_error: Option<String>,
+}
+
+/// A line's `properties.distinct_id` as key bytes, if there is one.
+fn distinct_id(line: &[u8]) -> Option<Vec<u8>> {
+    let v = sonic_rs::get_from_slice(line, &["properties", "distinct_id"]).ok()?;
+    let s = v.as_raw_str();
+    let s = s
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s);
+    if s.is_empty() || s == "null" {
+        None
+    } else {
+        Some(s.as_bytes().to_vec())
+    }
+}
+
+/// A line's `properties.time` in seconds, if there is one.
+fn event_time(line: &[u8]) -> Option<f64> {
+    let v = sonic_rs::get_from_slice(line, &["properties", "time"]).ok()?;
+    let t: f64 = v.as_raw_str().trim_matches('"').parse().ok()?;
+    Some(if t > 1e11 { t / 1000.0 } else { t })
+}
+
+fn open_lines(path: &PathBuf) -> Result<Box<dyn BufRead>> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| EngineError::external(format!("opening {}", path.display()), e))?;
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    Ok(if gz {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(f),
+        ))
+    } else {
+        Box::new(std::io::BufReader::with_capacity(1 << 20, f))
+    })
+}
+
+/// Sends the plan's lines through `producer`, calling `progress` about every 100 ms.
+/// Stops early when `stop` returns true. Waits for every acknowledgement before reporting.
+pub fn replay(
+    producer: &TopicProducer,
+    plan: &ReplayPlan,
+    stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(&Delivery),
+) -> Result<ReplayReport> {
+    let started = Instant::now();
+    let mut n: u64 = 0;
+    let mut first_time: Option<f64> = None;
+    let mut last_progress = Instant::now();
+    let mut line = Vec::with_capacity(4096);
+    'outer: loop {
+        for path in &plan.files {
+            let mut r = open_lines(path)?;
+            loop {
+                if plan.max_events.is_some_and(|m| n >= m) || stop() {
+                    break 'outer;
+                }
+                line.clear();
+                let read = r
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| EngineError::external(format!("reading {}", path.display()), e))?;
+                if read == 0 {
+                    break;
+                }
+                while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    line.pop();
+                }
+                if line.is_empty() {
+                    continue;
+                }
+                // Pacing: wait until this event's moment.
+                let due = match plan.pace {
+                    Pace::Full => None,
+                    Pace::Rate(r) => Some(n as f64 / r),
+                    Pace::Speed(s) => event_time(&line).map(|t| {
+                        let t0 = *first_time.get_or_insert(t);
+                        ((t - t0) / s).max(0.0)
+                    }),
+                };
+                if let Some(due) = due {
+                    loop {
+                        let ahead = due - started.elapsed().as_secs_f64();
+                        if ahead <= 0.0 {
+                            break;
+                        }
+                        producer.poll()?;
+                        std::thread::sleep(Duration::from_secs_f64(ahead.min(0.005)));
+                    }
+                }
+                let key = if plan.key_by_distinct_id {
+                    distinct_id(&line)
+                } else {
+                    None
+                };
+                producer.send(key.as_deref(), &line)?;
+                n += 1;
+                if n.is_multiple_of(256) {
+                    producer.poll()?;
+                }
+                if last_progress.elapsed() >= Duration::from_millis(100) {
+                    last_progress = Instant::now();
+                    progress(&producer.delivery);
+                }
+            }
+        }
+        if !plan.repeat {
+            break;
+        }
+    }
+    let send_seconds = started.elapsed().as_secs_f64();
+    let flushed = producer.flush(Duration::from_secs(120));
+    progress(&producer.delivery);
+    let d = &producer.delivery;
+    let acked = d.acked.load(Ordering::Relaxed);
+    let bytes = d.acked_bytes.load(Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    let report = ReplayReport {
+        events: d.sent.load(Ordering::Relaxed),
+        acked,
+        failed: d.failed.load(Ordering::Relaxed),
+        retried: d.retried.load(Ordering::Relaxed),
+        bytes,
+        seconds,
+        // The sending pace, which is what --rate and --speed control.
+        events_per_second: n as f64 / send_seconds.max(1e-9),
+        mb_per_second: bytes as f64 / 1e6 / seconds,
+        last_error: d
+            .last_error()
+            .or_else(|| flushed.err().map(|e| e.to_string())),
+    };
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_times_come_from_properties() {
+        let l = br#"{"event":"a","properties":{"time":1700000000123,"distinct_id":"u-1"}}"#;
+        assert_eq!(distinct_id(l), Some(b"u-1".to_vec()));
+        assert_eq!(event_time(l), Some(1_700_000_000.123));
+        let n = br#"{"event":"a","properties":{"time":"1700000000","distinct_id":42}}"#;
+        assert_eq!(distinct_id(n), Some(b"42".to_vec()));
+        assert_eq!(event_time(n), Some(1_700_000_000.0));
+        assert_eq!(distinct_id(b"not json"), None);
+        assert_eq!(distinct_id(br#"{"properties":{"distinct_id":null}}"#), None);
+    }
+}

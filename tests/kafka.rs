@@ -1,0 +1,428 @@
+//! Kafka end to end, against the real Apache Kafka broker that `scripts/test.sh` starts
+//! (`scripts/kafka.sh`): `sluice gen` → `sluice replay` → `sluice run --until-caught-up`.
+//!
+//! The broker's address comes from `SLUICE_KAFKA_BROKERS`. Without it the tests say so and
+//! pass, unless `SLUICE_REQUIRE_KAFKA=1` (set by the test script), where they fail.
+
+mod common;
+use common::*;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const T: &str = "topologies/kafka.yaml";
+
+fn brokers() -> Option<String> {
+    match std::env::var("SLUICE_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            assert!(
+                std::env::var("SLUICE_REQUIRE_KAFKA").as_deref() != Ok("1"),
+                "SLUICE_REQUIRE_KAFKA=1 but SLUICE_KAFKA_BROKERS is not set"
+            );
+            eprintln!(
+                "skipped: no Kafka broker (run scripts/test.sh, or set SLUICE_KAFKA_BROKERS)"
+            );
+            None
+        }
+    }
+}
+
+/// The shared input: 100,000 generated lines with 5% malformed, replayed once into an
+/// 8-partition topic. Tests read it with groups of their own.
+struct Input {
+    file: PathBuf,
+    topic: String,
+    valid: Vec<String>,
+    malformed: usize,
+    _dir: tempfile::TempDir,
+}
+
+fn input(brokers: &str) -> &'static Input {
+    static INPUT: OnceLock<Input> = OnceLock::new();
+    INPUT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.ndjson.gz");
+        gen(&file, 100_000, 2024, 0.05);
+        let lines = read_lines(&file);
+        assert_eq!(lines.len(), 100_000);
+        let valid: Vec<String> = lines.iter().filter_map(|l| classify(l)).collect();
+        let malformed = lines.len() - valid.len();
+        assert!(
+            malformed > 4_000 && malformed < 6_000,
+            "{malformed} malformed"
+        );
+        let topic = format!("events-{}", std::process::id());
+        let out = run_ok(sluice().args([
+            "replay",
+            &file.display().to_string(),
+            "--brokers",
+            brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            "8",
+            "--json",
+            "--no-progress",
+        ]));
+        let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(report["acked"], 100_000, "{report}");
+        assert_eq!(report["failed"], 0, "{report}");
+        Input {
+            file,
+            topic,
+            valid,
+            malformed,
+            _dir: dir,
+        }
+    })
+}
+
+fn sets(dir: &Path, brokers: &str, topic: &str, group: &str) -> Vec<String> {
+    let mut v = lake_sets(dir);
+    for s in [
+        format!("sources.events.brokers={brokers}"),
+        format!("sources.events.topics=[{topic}]"),
+        format!("sources.events.group={group}"),
+        "sinks.lake.roll.max_age=300ms".into(),
+        "runtime.batch_size=500".into(),
+    ] {
+        v.push("--set".into());
+        v.push(s);
+    }
+    v
+}
+
+fn spawn(dir: &Path, brokers: &str, topic: &str, group: &str) -> Child {
+    sluice()
+        .args(["run", T, "--no-progress", "--until-caught-up"])
+        .args(sets(dir, brokers, topic, group))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_ok(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sluice failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+/// Every row, keyed by what each column holds (its property and type class) rather than by the
+/// column's name, sorted: what "identical lake contents" compares. Column names follow the order
+/// properties were first seen in (SPEC §4.3), and that order differs between one worker and two,
+/// or a run and a restarted one; what each event holds does not.
+fn rows(dir: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(dir.join("catalog.sqlite")).unwrap();
+    let names: std::collections::HashMap<String, String> = conn
+        .prepare(
+            "SELECT c.name, coalesce(c.source || ':' || c.class, c.name) FROM columns c
+             JOIN tables t ON t.id = c.table_id WHERE t.name = 'mp_master_event'",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let out = run_ok(
+        sluice()
+            .args([
+                "query",
+                T,
+                "SELECT * FROM mp_master_event",
+                "--format",
+                "json",
+            ])
+            .args(lake_sets(dir)),
+    );
+    let mut rows: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(l).unwrap();
+            // Columns not in the catalog's list (the `mp_date` partition key) keep their name.
+            let keyed: std::collections::BTreeMap<String, serde_json::Value> = v
+                .into_iter()
+                .map(|(k, v)| (names.get(&k).cloned().unwrap_or(k), v))
+                .collect();
+            serde_json::to_string(&keyed).unwrap()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Dead letters as (partition, offset), sorted.
+fn dead(dir: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = dead_letters(&dir.join("lake"))
+        .iter()
+        .map(|d| {
+            (
+                d["partition"].as_str().unwrap().to_string(),
+                d["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn done_manifests(dir: &Path) -> i64 {
+    let Ok(c) = rusqlite::Connection::open(dir.join("catalog.sqlite")) else {
+        return 0;
+    };
+    c.query_row(
+        "SELECT count(*) FROM manifests WHERE stage = 'done'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
+/// Rows = valid events, each `$insert_id` once; dead letters = malformed lines, each once.
+fn check_exactly_once(dir: &Path, input: &Input) {
+    let ids = query_csv(T, dir, "SELECT mp_insert_id FROM mp_master_event");
+    let got: Vec<&str> = ids.lines().skip(1).collect();
+    assert_eq!(got.len(), input.valid.len(), "rows != valid events");
+    let unique: HashSet<&str> = got.iter().copied().collect();
+    assert_eq!(unique.len(), got.len(), "an $insert_id appears twice");
+    let want: HashSet<&str> = input.valid.iter().map(|s| s.as_str()).collect();
+    assert_eq!(unique, want, "the rows are not the valid events");
+    let d = dead(dir);
+    assert_eq!(d.len(), input.malformed, "dead letters != malformed lines");
+    let mut u = d.clone();
+    u.dedup();
+    assert_eq!(u.len(), d.len(), "a dead letter was written twice");
+}
+
+/// The uninterrupted single-worker lake, made once.
+type Baseline = (tempfile::TempDir, Vec<String>, Vec<(String, u64)>);
+
+fn baseline(brokers: &str) -> &'static Baseline {
+    static BASE: OnceLock<Baseline> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let inp = input(brokers);
+        let dir = tempfile::tempdir().unwrap();
+        wait_ok(spawn(dir.path(), brokers, &inp.topic, "baseline"));
+        check_exactly_once(dir.path(), inp);
+        let r = rows(dir.path());
+        let d = dead(dir.path());
+        (dir, r, d)
+    })
+}
+
+#[test]
+fn gen_replay_run_until_caught_up_writes_each_valid_event_once() {
+    let Some(b) = brokers() else { return };
+    let inp = input(&b);
+    let dir = tempfile::tempdir().unwrap();
+    let out = wait_ok(spawn(dir.path(), &b, &inp.topic, "once"));
+    assert!(out.contains("rows written"), "{out}");
+    check_exactly_once(dir.path(), inp);
+    // Caught up and committed: running again reads nothing new and writes nothing.
+    let out = wait_ok(spawn(dir.path(), &b, &inp.topic, "once"));
+    assert!(out.contains("rows written     0"), "{out}");
+    check_exactly_once(dir.path(), inp);
+}
+
+fn interrupted(sig: i32, group: &str) {
+    let Some(b) = brokers() else { return };
+    let inp = input(&b);
+    let base = baseline(&b);
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn(dir.path(), &b, &inp.topic, group);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while done_manifests(dir.path()) < 2 {
+        assert!(Instant::now() < deadline, "no commit seen");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it could be interrupted");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(child.id(), &sig.to_string());
+    let status = child.wait().unwrap();
+    if sig == 15 {
+        assert!(status.success(), "SIGTERM must stop cleanly, got {status}");
+    }
+    let partial = query_number(T, dir.path(), "SELECT count(*) FROM mp_master_event");
+    assert!(
+        partial > 0 && partial < inp.valid.len() as u64,
+        "interrupted after {partial} rows: not midway"
+    );
+    wait_ok(spawn(dir.path(), &b, &inp.topic, group));
+    check_exactly_once(dir.path(), inp);
+    assert!(
+        rows(dir.path()) == base.1,
+        "the lake differs from the uninterrupted one"
+    );
+    assert_eq!(dead(dir.path()), base.2);
+}
+
+#[test]
+fn sigterm_halfway_then_restart_gives_the_same_lake() {
+    interrupted(15, "sigterm");
+}
+
+#[test]
+fn sigkill_halfway_then_restart_gives_the_same_lake() {
+    interrupted(9, "sigkill");
+}
+
+#[test]
+fn two_workers_in_one_group_split_the_partitions_and_match_one_worker() {
+    let Some(b) = brokers() else { return };
+    let inp = input(&b);
+    let base = baseline(&b);
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn(dir.path(), &b, &inp.topic, "pair");
+    let c = spawn(dir.path(), &b, &inp.topic, "pair");
+    wait_ok(a);
+    wait_ok(c);
+    check_exactly_once(dir.path(), inp);
+    assert!(rows(dir.path()) == base.1, "two workers differ from one");
+    assert_eq!(dead(dir.path()), base.2);
+    // Both did part of the work: each committed partitions of its own.
+    let conn = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
+    let workers: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT worker) FROM manifests WHERE stage = 'done'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        workers, 2,
+        "one worker did everything: the partitions were not split"
+    );
+}
+
+#[test]
+fn replay_keeps_the_asked_rate() {
+    let Some(b) = brokers() else { return };
+    let inp = input(&b);
+    let topic = format!("rate-{}", std::process::id());
+    let out = run_ok(sluice().args([
+        "replay",
+        &inp.file.display().to_string(),
+        "--brokers",
+        &b,
+        "--topic",
+        &topic,
+        "--partitions",
+        "8",
+        "--rate",
+        "20000",
+        "--loop",
+        "--max-events",
+        "200000",
+        "--json",
+        "--no-progress",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(r["acked"], 200_000, "{r}");
+    let rate = r["events_per_second"].as_f64().unwrap();
+    assert!(
+        (rate - 20_000.0).abs() / 20_000.0 < 0.05,
+        "sent at {rate:.0} events/s, asked 20000 (±5%): {r}"
+    );
+}
+
+#[test]
+fn a_paused_worker_that_lost_its_partitions_is_fenced_and_nothing_is_lost() {
+    let Some(b) = brokers() else { return };
+    let inp = input(&b);
+    let base = baseline(&b);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Long epochs: the first worker holds uncommitted events when it is paused.
+    let worker = |metrics: Option<u16>| {
+        let mut c = sluice();
+        c.args(["run", T, "--no-progress", "--until-caught-up"])
+            .args(sets(dir.path(), &b, &inp.topic, "zombie"))
+            .args(["--set", "sinks.lake.roll.max_age=1h"]);
+        if let Some(p) = metrics {
+            c.args(["--metrics-addr", &format!("127.0.0.1:{p}")]);
+        }
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = worker(Some(port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the first worker read nothing");
+        let read = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_source_lines_total", ""));
+        if read.is_some_and(|n| n > 0.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Pause it: the group drops it after its session times out and gives everything to the
+    // second worker, which claims the partitions. Resumed, the first one must not commit.
+    signal(a.id(), "STOP");
+    assert_eq!(
+        done_manifests(dir.path()),
+        0,
+        "the paused worker had committed already"
+    );
+    let c = worker(None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done_manifests(dir.path()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second worker committed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(a.id(), "CONT");
+    wait_ok(a);
+    wait_ok(c);
+    check_exactly_once(dir.path(), inp);
+    assert!(
+        rows(dir.path()) == base.1,
+        "the lake differs from one worker's"
+    );
+    assert_eq!(dead(dir.path()), base.2);
+    let conn = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
+    let abandoned: Vec<String> = conn
+        .prepare("SELECT objects FROM manifests WHERE stage = 'abandoned'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(
+        !abandoned.is_empty(),
+        "no commit was fenced: the test did not test fencing"
+    );
+    for objects in abandoned {
+        let keys: Vec<String> = serde_json::from_str(&objects).unwrap();
+        for k in keys {
+            assert!(
+                !dir.path().join("lake").join(&k).exists(),
+                "{k} of a fenced commit is still in the store"
+            );
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
