@@ -56,7 +56,7 @@ enum Cmd {
     },
     /// Produce NDJSON files (.gz too) into a Kafka topic, paced, for load tests.
     Replay {
-        /// Files to send, in order.
+        /// Files to send, in order; `-` reads standard input (`sluice gen ... | sluice replay -`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:9092")]
@@ -372,8 +372,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
                     ))
                 }
             };
+            if repeat && files.iter().any(|f| f.as_os_str() == "-") {
+                return Err(EngineError::config(
+                    "--loop cannot read standard input again",
+                    "write the events to a file (sluice gen -o events.ndjson.gz) and loop over it",
+                ));
+            }
             for f in &files {
-                if !f.is_file() {
+                if f.as_os_str() != "-" && !f.is_file() {
                     return Err(EngineError::config(
                         format!("{} is not a file", f.display()),
                         "name NDJSON files (.gz too); make them with `sluice gen -o`",

@@ -426,3 +426,93 @@ fn signal(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} {pid}");
 }
+
+/// Every message of `topic`, from the start to the end it has now.
+fn read_topic(brokers: &str, topic: &str) -> Vec<(String, serde_json::Value)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for p in md.topics()[0].partitions() {
+        let (low, high) = c
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(30))
+            .unwrap();
+        remaining += high - low;
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < remaining {
+        assert!(Instant::now() < deadline, "could not read {topic}");
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            out.push((key, serde_json::from_slice(m.payload().unwrap()).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn dead_letters_can_go_to_a_kafka_topic() {
+    let Some(b) = brokers() else { return };
+    let inp = input(&b);
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = format!("dead-{}", std::process::id());
+    let out = sluice()
+        .args(["run", T, "--no-progress", "--until-caught-up"])
+        .args(sets(dir.path(), &b, &inp.topic, "dlq"))
+        .args([
+            "--set",
+            &format!("sinks.lake.dead_letters={{kafka: {{brokers: '{b}', topic: {dlq}}}}}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dead(dir.path()).is_empty(),
+        "dead letters went to the store as well"
+    );
+    // The sink created the topic (the test broker does not create topics on first use).
+    let got = read_topic(&b, &dlq);
+    assert_eq!(got.len(), inp.malformed, "one message per malformed line");
+    let keys: HashSet<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), got.len(), "a dead letter was sent twice");
+    for (k, v) in &got {
+        assert!(!v["reason"].as_str().unwrap().is_empty());
+        assert_eq!(
+            k,
+            &format!(
+                "events/{}/{}",
+                v["partition"].as_str().unwrap(),
+                v["offset"].as_u64().unwrap()
+            )
+        );
+        assert!(classify(v["raw"].as_str().unwrap()).is_none(), "{v}");
+    }
+    check_rows_only(dir.path(), inp);
+}
+
+/// Rows = valid events, each `$insert_id` once.
+fn check_rows_only(dir: &Path, input: &Input) {
+    let ids = query_csv(T, dir, "SELECT mp_insert_id FROM mp_master_event");
+    let got: HashSet<&str> = ids.lines().skip(1).collect();
+    assert_eq!(got.len(), input.valid.len());
+    assert_eq!(ids.lines().count() - 1, input.valid.len());
+}

@@ -321,6 +321,12 @@ fn event_time(line: &[u8]) -> Option<f64> {
 }
 
 fn open_lines(path: &PathBuf) -> Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::io::stdin(),
+        )));
+    }
     let f = std::fs::File::open(path)
         .map_err(|e| EngineError::external(format!("opening {}", path.display()), e))?;
     let gz = path.extension().is_some_and(|e| e == "gz");

@@ -43,6 +43,29 @@ pub struct ParquetSinkConfig {
     /// When files roll.
     #[serde(default)]
     pub roll: RollConfig,
+    /// Where dead letters go: `_dead_letters/<sink>/` in the store (default), or a Kafka topic.
+    #[serde(default)]
+    pub dead_letters: DeadLetterConfig,
+}
+
+/// Where dead letters go.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum DeadLetterConfig {
+    /// `<prefix>/_dead_letters/<sink>/dead-<manifest>.ndjson` in the object store, committed
+    /// with the data: exactly once.
+    #[default]
+    Store,
+    /// One JSON message per dead letter (reason, source, partition, offset, raw), keyed by
+    /// `source/partition/offset`, acknowledged before the commit that covers it finishes: at
+    /// least once (a crash between the two sends them again, with the same keys).
+    Kafka {
+        brokers: String,
+        topic: String,
+        /// librdkafka settings passed through (`security.protocol`, `sasl.*`...).
+        #[serde(default)]
+        options: crate::kafka::ClientOptions,
+    },
 }
 
 /// The object store.
@@ -248,6 +271,27 @@ impl Component for ParquetSinkConfig {
                 "use lowercase letters, digits and _",
             ));
         }
+        if let DeadLetterConfig::Kafka {
+            brokers,
+            topic,
+            options,
+        } = &self.dead_letters
+        {
+            if brokers.trim().is_empty() || topic.trim().is_empty() {
+                issues.push(Issue::at(
+                    "dead_letters.kafka",
+                    "dead letters to Kafka need `brokers` and `topic`",
+                    "name both, e.g. brokers: 127.0.0.1:9092, topic: sluice-dead-letters",
+                ));
+            }
+            for (key, msg, hint) in options.problems() {
+                issues.push(Issue::at(
+                    &format!("dead_letters.kafka.options.{key}"),
+                    msg,
+                    hint,
+                ));
+            }
+        }
         if self.prefix.contains("//") || self.prefix.contains("..") {
             issues.push(Issue::at(
                 "prefix",
@@ -295,14 +339,26 @@ impl Component for ParquetSinkConfig {
                 "fix the roll settings",
             )
         })?;
-        Ok(Box::new(LakeSink::new(
+        let mut sink = LakeSink::new(
             cx.name.clone(),
             self.open_dataset()?,
             roll,
             self.format,
             self.compression,
             cx.stats.clone(),
-        )))
+        );
+        if let DeadLetterConfig::Kafka {
+            brokers,
+            topic,
+            options,
+        } = &self.dead_letters
+        {
+            crate::kafka::produce::ensure_topic(brokers, options, topic, None)?;
+            sink.dead_letters_to(crate::kafka::produce::TopicProducer::new(
+                brokers, options, topic,
+            )?);
+        }
+        Ok(Box::new(sink))
     }
     fn as_any(&self) -> &dyn Any {
         self

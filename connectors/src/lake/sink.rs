@@ -28,6 +28,7 @@ use super::config::{Dataset, Roll};
 use super::window::{SystemColumns, Window};
 use super::{Compression, DataFormat};
 use crate::catalog::{Catalog, Manifest, NewPartition, SourcePosition};
+use crate::kafka::produce::TopicProducer;
 use crate::store::ObjectStore;
 
 /// Looked up once per event: a fast non-cryptographic hasher.
@@ -72,6 +73,8 @@ pub struct LakeSink {
     /// The rewind generation of what this sink holds; older batches are dropped.
     generation: u64,
     rewind: Arc<Rewind>,
+    /// Dead letters go to this topic instead of the store.
+    dead_topic: Option<TopicProducer>,
 }
 
 /// The lake sink's partition ownership: claims in its catalog, and recovery of the commits that
@@ -180,7 +183,27 @@ impl LakeSink {
             worker: worker_id().to_string(),
             generation: 0,
             rewind: Arc::new(Rewind::default()),
+            dead_topic: None,
         }
+    }
+
+    /// Sends dead letters to a Kafka topic instead of the store.
+    pub fn dead_letters_to(&mut self, producer: TopicProducer) {
+        self.dead_topic = Some(producer);
+    }
+
+    /// A dead letter as the JSON record both destinations hold.
+    fn dead_record(&self, d: &DeadLetter) -> (String, String) {
+        let (source, partition) = self.partitions.get(d.pos.partition).unwrap_or_default();
+        let key = format!("{source}/{partition}/{}", d.pos.offset);
+        let line = serde_json::json!({
+            "reason": d.reason,
+            "source": source,
+            "partition": partition,
+            "offset": d.pos.offset,
+            "raw": d.raw,
+        });
+        (key, line.to_string())
     }
 
     /// Drops everything held: it will be read again from the committed positions.
@@ -320,7 +343,7 @@ impl LakeSink {
             objects.push(self.object_key(s, manifest)?);
         }
         self.sealed = sealed;
-        let dead_key = if self.dead.is_empty() {
+        let dead_key = if self.dead.is_empty() || self.dead_topic.is_some() {
             None
         } else {
             let prefix = if self.ds.prefix.is_empty() {
@@ -345,19 +368,31 @@ impl LakeSink {
         if let Some(k) = &dead_key {
             let mut text = String::new();
             for d in &self.dead {
-                let (source, partition) = self.partitions.get(d.pos.partition).unwrap_or_default();
-                let line = serde_json::json!({
-                    "reason": d.reason,
-                    "source": source,
-                    "partition": partition,
-                    "offset": d.pos.offset,
-                    "raw": d.raw,
-                });
-                text.push_str(&line.to_string());
+                text.push_str(&self.dead_record(d).1);
                 text.push('\n');
             }
             self.ds.store.put(k, text.as_bytes())?;
             bytes_written += text.len() as u64;
+        }
+        if let Some(p) = &self.dead_topic {
+            if !self.dead.is_empty() {
+                for d in &self.dead {
+                    let (key, line) = self.dead_record(d);
+                    p.send(Some(key.as_bytes()), line.as_bytes())?;
+                }
+                // Acknowledged before the positions move: none is lost.
+                p.flush(std::time::Duration::from_secs(120))?;
+                let failed = p.delivery.failed.load(std::sync::atomic::Ordering::Relaxed);
+                if failed > 0 {
+                    return Err(EngineError::external(
+                        "sending dead letters to Kafka",
+                        format!(
+                            "{failed} dead letter(s) not delivered: {}",
+                            p.delivery.last_error().unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
         }
         self.ds
             .catalog
