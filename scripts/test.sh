@@ -24,22 +24,35 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-step "Python readers (pyarrow, DuckDB) in .venv"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, duckdb' 2>/dev/null; then
+step "Python readers and servers (pyarrow, DuckDB, boto3, moto) in .venv"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, duckdb, boto3, moto.server' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 export SLUICE_PYTHON="$PWD/.venv/bin/python"
 
 step "Kafka broker (scripts/kafka.sh), stopped when the tests end"
+stop_services=()
+cleanup() { for s in "${stop_services[@]}"; do "scripts/$s.sh" stop || true; done; }
+trap cleanup EXIT
 if scripts/kafka.sh status >/dev/null 2>&1; then
   echo "kafka: using the broker already running"
 else
   scripts/kafka.sh start
-  trap 'scripts/kafka.sh stop' EXIT
+  stop_services+=(kafka)
 fi
 export SLUICE_KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT:-19092}"
 export SLUICE_REQUIRE_KAFKA=1
+
+step "S3 + Glue + STS + KMS endpoint (scripts/moto.sh), stopped when the tests end"
+if scripts/moto.sh status >/dev/null 2>&1; then
+  echo "moto: using the server already running"
+else
+  scripts/moto.sh start
+  stop_services+=(moto)
+fi
+export SLUICE_AWS_ENDPOINT="http://127.0.0.1:${MOTO_PORT:-5055}"
+export SLUICE_REQUIRE_AWS=1
 
 step "format and lints"
 cargo fmt --all -- --check

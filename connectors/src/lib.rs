@@ -6,6 +6,7 @@
 //! catalog) and the cloud pair (S3 and Glue) run the same protocol, and `sluice query` reads
 //! either the same way.
 
+pub mod aws;
 pub mod catalog;
 pub mod file_source;
 pub mod kafka;

@@ -168,3 +168,19 @@ pub fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
         .filter(|l| l.starts_with(name) && l.contains(label))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// The address of a service the test script started, from `var`. Without it the calling test
+/// says so and is skipped, unless `require` is `1` (the test script sets it), where it fails.
+pub fn service(var: &str, require: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            assert!(
+                std::env::var(require).as_deref() != Ok("1"),
+                "{require}=1 but {var} is not set"
+            );
+            eprintln!("skipped: no {what} (run scripts/test.sh, or set {var})");
+            None
+        }
+    }
+}

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS source_partitions(
   UNIQUE(source, partition));
 CREATE TABLE IF NOT EXISTS manifests(
   id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, stage TEXT NOT NULL,
-  objects TEXT NOT NULL DEFAULT '[]', created_at TEXT NOT NULL, finished_at TEXT);
+  objects TEXT NOT NULL DEFAULT '[]', created_at TEXT NOT NULL, finished_at TEXT,
+  worker TEXT NOT NULL DEFAULT '', partitions TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS owners(
   sink TEXT NOT NULL, source TEXT NOT NULL, partition TEXT NOT NULL, worker TEXT NOT NULL,
   generation INTEGER NOT NULL, claimed_at TEXT NOT NULL, PRIMARY KEY(sink, source, partition));
@@ -83,21 +84,32 @@ impl LocalCatalog {
             .map_err(db_err("setting synchronous"))?;
         conn.execute_batch(SCHEMA)
             .map_err(db_err("creating the schema"))?;
-        // Catalogs made before manifests recorded their worker and partitions.
-        let has_worker: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('manifests') WHERE name = 'worker'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(db_err("reading the schema"))?
-            > 0;
-        if !has_worker {
-            conn.execute_batch(
-                "ALTER TABLE manifests ADD COLUMN worker TEXT NOT NULL DEFAULT '';
-                 ALTER TABLE manifests ADD COLUMN partitions TEXT NOT NULL DEFAULT '[]';",
-            )
-            .map_err(db_err("upgrading the manifests table"))?;
+        // Catalogs made before manifests recorded their worker and partitions. Several
+        // processes may open an old file at once: whoever comes second finds the columns.
+        for (column, ddl) in [
+            (
+                "worker",
+                "ALTER TABLE manifests ADD COLUMN worker TEXT NOT NULL DEFAULT ''",
+            ),
+            (
+                "partitions",
+                "ALTER TABLE manifests ADD COLUMN partitions TEXT NOT NULL DEFAULT '[]'",
+            ),
+        ] {
+            let has: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('manifests') WHERE name = ?1",
+                    [column],
+                    |r| r.get(0),
+                )
+                .map_err(db_err("reading the schema"))?;
+            if has == 0 {
+                if let Err(e) = conn.execute_batch(ddl) {
+                    if !e.to_string().contains("duplicate column") {
+                        return Err(db_err("upgrading the manifests table")(e));
+                    }
+                }
+            }
         }
         Ok(LocalCatalog {
             conn: Mutex::new(conn),
@@ -779,5 +791,33 @@ mod tests {
         let (claims, orphans) = cat.claim("sink", "B", "src", &["t/0".to_string()]).unwrap();
         assert_eq!(claims["t/0"].next_offset, Some(20));
         assert_eq!(orphans.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m2]);
+    }
+
+    #[test]
+    fn catalogs_from_before_ownership_are_upgraded_and_two_openers_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE manifests(
+                   id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, stage TEXT NOT NULL,
+                   objects TEXT NOT NULL DEFAULT '[]', created_at TEXT NOT NULL, finished_at TEXT);
+                 INSERT INTO manifests(sink, stage, created_at) VALUES ('s', 'planned', 'then');",
+            )
+            .unwrap();
+        }
+        let a = LocalCatalog::open(&path).unwrap();
+        let b = LocalCatalog::open(&path).unwrap();
+        let old = a.unfinished("s").unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].worker, "");
+        assert!(old[0].partitions.is_empty());
+        let m = b
+            .begin_commit("s", "W", &[("src".into(), "p".into())])
+            .unwrap();
+        let got = a.unfinished("s").unwrap();
+        assert_eq!(got.last().map(|m| m.id), Some(m));
+        assert_eq!(got.last().map(|m| m.worker.as_str()), Some("W"));
     }
 }

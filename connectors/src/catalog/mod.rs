@@ -69,6 +69,16 @@ pub struct SourcePosition {
     pub next_offset: u64,
 }
 
+/// A catalog that query engines read (Glue): the sink publishes a table's columns before
+/// writing files that use them, and its partitions after their files are written.
+pub trait Publisher: Send + Sync {
+    /// Creates the table, or appends the columns it lacks.
+    fn publish_table(&self, table: &CatalogTable) -> Result<()>;
+    /// Registers `(mp_date value, location)` partitions; existing ones are kept (or updated
+    /// when their location changed).
+    fn publish_partitions(&self, table: &CatalogTable, parts: &[(String, String)]) -> Result<()>;
+}
+
 /// Everything the sink and `sluice query` need from a catalog.
 pub trait Catalog: Send + Sync {
     /// Fails with a clear error if the database is missing (Glue) or creates it (local).

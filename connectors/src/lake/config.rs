@@ -14,7 +14,9 @@ use sluice_engine::units::{parse_bytes, parse_duration};
 use sluice_engine::Result;
 
 use super::sink::LakeSink;
-use crate::catalog::{Catalog, DatasetRegistry, LocalCatalog};
+use crate::aws::glue::GluePublisher;
+use crate::aws::s3::{Encryption, S3Store};
+use crate::catalog::{Catalog, DatasetRegistry, LocalCatalog, Publisher};
 use crate::store::{LocalStore, ObjectStore};
 
 /// Writes events as Parquet (or gzipped NDJSON) files laid out as SPEC §7.1 says
@@ -77,6 +79,21 @@ pub enum StoreConfig {
         /// The directory (created if missing).
         path: PathBuf,
     },
+    /// An S3 bucket (or an S3-compatible store with `endpoint`). Credentials come from the
+    /// default chain (environment, profile, instance role).
+    S3 {
+        bucket: String,
+        region: String,
+        /// A custom endpoint, e.g. `http://127.0.0.1:5000`; path-style addressing is used.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// `none` (bucket default), `aes` (AES256) or `kms` (SPEC §9.4).
+        #[serde(default)]
+        encryption: Encryption,
+        /// The KMS key (ARN or id) with `encryption: kms`; the AWS-managed key without it.
+        #[serde(default)]
+        kms_key_id: Option<String>,
+    },
 }
 
 /// The catalog.
@@ -90,6 +107,38 @@ pub enum CatalogConfig {
         /// The database the tables belong to (`glue_database`).
         database: String,
     },
+    /// AWS Glue: tables and `mp_date` partitions published as SPEC §8 says, for Athena,
+    /// Redshift Spectrum and Spark. The commit protocol's own state (schema registry,
+    /// manifests, positions, owners) stays in the embedded catalog file `state`.
+    Glue {
+        /// The Glue database; it must exist (sluice never creates it).
+        database: String,
+        /// Glue's region: the bucket's (SPEC §8.2).
+        region: String,
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Put in front of Glue table names only, not folders (SPEC §12 D11).
+        #[serde(default)]
+        table_prefix: String,
+        /// The embedded catalog file holding the commit state.
+        state: PathBuf,
+    },
+}
+
+impl CatalogConfig {
+    fn database(&self) -> &str {
+        match self {
+            CatalogConfig::Local { database, .. } | CatalogConfig::Glue { database, .. } => {
+                database
+            }
+        }
+    }
+    fn state_path(&self) -> &PathBuf {
+        match self {
+            CatalogConfig::Local { path, .. } => path,
+            CatalogConfig::Glue { state, .. } => state,
+        }
+    }
 }
 
 /// The files' format.
@@ -226,6 +275,8 @@ pub struct Dataset {
     /// `<prefix>/<project_id>/` (no leading slash).
     pub base_key: String,
     pub prefix: String,
+    /// Glue, when the catalog is published there.
+    pub publisher: Option<Arc<dyn Publisher>>,
 }
 
 impl ParquetSinkConfig {
@@ -233,11 +284,36 @@ impl ParquetSinkConfig {
     pub fn open_dataset(&self) -> Result<Dataset> {
         let store: Arc<dyn ObjectStore> = match &self.store {
             StoreConfig::Local { path } => Arc::new(LocalStore::open(path)?),
+            StoreConfig::S3 {
+                bucket,
+                region,
+                endpoint,
+                encryption,
+                kms_key_id,
+            } => Arc::new(S3Store::open(
+                bucket,
+                region,
+                endpoint.as_deref().filter(|e| !e.is_empty()),
+                *encryption,
+                kms_key_id.clone(),
+            )?),
         };
-        let (catalog, database): (Arc<dyn Catalog>, String) = match &self.catalog {
-            CatalogConfig::Local { path, database } => {
-                (Arc::new(LocalCatalog::open(path)?), database.clone())
-            }
+        let catalog: Arc<dyn Catalog> = Arc::new(LocalCatalog::open(self.catalog.state_path())?);
+        let database = self.catalog.database().to_string();
+        let publisher: Option<Arc<dyn Publisher>> = match &self.catalog {
+            CatalogConfig::Local { .. } => None,
+            CatalogConfig::Glue {
+                database,
+                region,
+                endpoint,
+                table_prefix,
+                ..
+            } => Some(Arc::new(GluePublisher::open(
+                database,
+                region,
+                endpoint.as_deref().filter(|e| !e.is_empty()),
+                table_prefix,
+            )?)),
         };
         catalog.ensure_database(&database)?;
         let prefix = self.prefix.trim_matches('/').to_string();
@@ -252,6 +328,7 @@ impl ParquetSinkConfig {
             database,
             base_key,
             prefix,
+            publisher,
         })
     }
 }
@@ -259,7 +336,29 @@ impl ParquetSinkConfig {
 impl Component for ParquetSinkConfig {
     fn validate(&self) -> Vec<Issue> {
         let mut issues = self.roll.parse().err().unwrap_or_default();
-        let CatalogConfig::Local { database, .. } = &self.catalog;
+        let database = self.catalog.database();
+        if let StoreConfig::S3 {
+            bucket,
+            encryption,
+            kms_key_id,
+            ..
+        } = &self.store
+        {
+            if bucket.is_empty() || bucket.contains('/') {
+                issues.push(Issue::at(
+                    "store.bucket",
+                    format!("`{bucket}` is not a bucket name"),
+                    "name the bucket alone; folders go in `prefix`",
+                ));
+            }
+            if kms_key_id.is_some() && *encryption != Encryption::Kms {
+                issues.push(Issue::at(
+                    "store.kms_key_id",
+                    "`kms_key_id` is set but `encryption` is not `kms`",
+                    "set `encryption: kms`, or remove the key id",
+                ));
+            }
+        }
         if database.is_empty()
             || !database
                 .chars()
@@ -305,17 +404,22 @@ impl Component for ParquetSinkConfig {
         &[Capability::Columns, Capability::Dates]
     }
     fn describe(&self) -> String {
-        let StoreConfig::Local { path } = &self.store;
-        let CatalogConfig::Local { database, .. } = &self.catalog;
-        format!(
-            "{} as {} -> database {database}",
-            path.display(),
-            self.format.as_str()
-        )
+        let store = match &self.store {
+            StoreConfig::Local { path } => path.display().to_string(),
+            StoreConfig::S3 { bucket, .. } => format!("s3://{bucket}/{}", self.prefix),
+        };
+        let catalog = match &self.catalog {
+            CatalogConfig::Local { database, .. } => format!("database {database}"),
+            CatalogConfig::Glue { database, .. } => format!("Glue database {database}"),
+        };
+        format!("{store} as {} -> {catalog}", self.format.as_str())
     }
     fn dataset(&self) -> Option<String> {
-        let CatalogConfig::Local { path, database } = &self.catalog;
-        Some(format!("local:{}#{database}", path.display()))
+        Some(format!(
+            "local:{}#{}",
+            self.catalog.state_path().display(),
+            self.catalog.database()
+        ))
     }
     fn open_schema_registry(&self) -> Option<Result<Arc<dyn SchemaRegistry>>> {
         Some(self.open_dataset().map(|d| {

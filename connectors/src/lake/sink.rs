@@ -27,7 +27,7 @@ use sluice_engine::{EngineError, Result};
 use super::config::{Dataset, Roll};
 use super::window::{SystemColumns, Window};
 use super::{Compression, DataFormat};
-use crate::catalog::{Catalog, Manifest, NewPartition, SourcePosition};
+use crate::catalog::{Catalog, CatalogTable, Manifest, NewPartition, SourcePosition};
 use crate::kafka::produce::TopicProducer;
 use crate::store::ObjectStore;
 
@@ -75,6 +75,10 @@ pub struct LakeSink {
     rewind: Arc<Rewind>,
     /// Dead letters go to this topic instead of the store.
     dead_topic: Option<TopicProducer>,
+    /// What the published catalog (Glue) has been given by this process.
+    published_columns: FastMap<i64, usize>,
+    published_tables: FastMap<i64, CatalogTable>,
+    published_parts: std::collections::HashSet<(i64, String)>,
 }
 
 /// The lake sink's partition ownership: claims in its catalog, and recovery of the commits that
@@ -184,7 +188,72 @@ impl LakeSink {
             generation: 0,
             rewind: Arc::new(Rewind::default()),
             dead_topic: None,
+            published_columns: FastMap::default(),
+            published_tables: FastMap::default(),
+            published_parts: Default::default(),
         }
+    }
+
+    /// Before files that use them are written, the published catalog (Glue) gets every column
+    /// the registry has for the tables of this epoch.
+    fn publish_tables(&mut self) -> Result<()> {
+        let Some(publisher) = self.ds.publisher.clone() else {
+            return Ok(());
+        };
+        // The registry's definition (`defs`) covers every column the sealed files use.
+        let stale = self.sealed.iter().any(|s| {
+            let used = self.defs.get(&s.table_id).map(|d| d.0.columns.len());
+            match (self.published_columns.get(&s.table_id), used) {
+                (Some(have), Some(used)) => *have < used,
+                _ => true,
+            }
+        });
+        if !stale {
+            return Ok(());
+        }
+        let touched: std::collections::HashSet<i64> =
+            self.sealed.iter().map(|s| s.table_id).collect();
+        for t in self.ds.catalog.tables(&self.ds.database)? {
+            if touched.contains(&t.def.id) {
+                publisher.publish_table(&t)?;
+                self.published_columns.insert(t.def.id, t.def.columns.len());
+                self.published_tables.insert(t.def.id, t);
+            }
+        }
+        Ok(())
+    }
+
+    /// After the files are written, their `mp_date` partitions are registered where they are
+    /// not yet (once per process and day; "already exists" is success).
+    fn publish_partitions(&mut self, parts: &[NewPartition]) -> Result<()> {
+        let Some(publisher) = self.ds.publisher.clone() else {
+            return Ok(());
+        };
+        let mut by_table: std::collections::BTreeMap<i64, Vec<(String, String)>> =
+            Default::default();
+        for p in parts {
+            if !self
+                .published_parts
+                .contains(&(p.table_id, p.value.clone()))
+            {
+                by_table
+                    .entry(p.table_id)
+                    .or_default()
+                    .push((p.value.clone(), p.location.clone()));
+            }
+        }
+        for (table_id, list) in by_table {
+            let Some(t) = self.published_tables.get(&table_id) else {
+                return Err(EngineError::Internal(format!(
+                    "table {table_id} has files but was not published"
+                )));
+            };
+            publisher.publish_partitions(t, &list)?;
+            for (v, _) in list {
+                self.published_parts.insert((table_id, v));
+            }
+        }
+        Ok(())
     }
 
     /// Sends dead letters to a Kafka topic instead of the store.
@@ -360,6 +429,7 @@ impl LakeSink {
         };
         self.ds.catalog.plan_objects(manifest, &objects)?;
 
+        self.publish_tables()?;
         let mut bytes_written = 0u64;
         for (s, key) in self.sealed.iter().zip(&objects) {
             self.ds.store.put(key, &s.bytes)?;
@@ -412,6 +482,7 @@ impl LakeSink {
                 location: self.ds.store.url(&self.day_folder(table, date)),
             })
             .collect();
+        self.publish_partitions(&parts)?;
         let mut positions = Vec::new();
         for (p, next) in &self.progress {
             let (source, key) = self

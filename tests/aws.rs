@@ -1,0 +1,284 @@
+//! Kafka → operators → S3 + Glue, against the real broker and moto's S3/Glue/KMS server that
+//! `scripts/test.sh` starts. An independent reader (boto3 + pyarrow, `tests/python/aws_lake.py`)
+//! checks every object's encryption, the Glue table and partitions (SPEC §8.4), and reads the
+//! rows through Glue.
+
+mod common;
+use common::*;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+const T: &str = "topologies/s3-glue.yaml";
+
+/// moto's state is one per server: the tests here take turns.
+static MOTO: Mutex<()> = Mutex::new(());
+
+fn python() -> String {
+    std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn aws_lake(args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg(repo().join("tests/python/aws_lake.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aws_lake.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Input {
+    topic: String,
+    valid: HashSet<String>,
+    malformed: usize,
+}
+
+fn input(brokers: &str, dir: &Path) -> Input {
+    let file = dir.join("events.ndjson.gz");
+    gen(&file, 20_000, 77, 0.05);
+    let lines = read_lines(&file);
+    let valid: HashSet<String> = lines.iter().filter_map(|l| classify(l)).collect();
+    let topic = format!("aws-{}", std::process::id());
+    run_ok(sluice().args([
+        "replay",
+        &file.display().to_string(),
+        "--brokers",
+        brokers,
+        "--topic",
+        &topic,
+        "--partitions",
+        "8",
+        "--no-progress",
+    ]));
+    Input {
+        topic,
+        malformed: lines.len() - valid.len(),
+        valid,
+    }
+}
+
+fn run_to_s3(
+    brokers: &str,
+    endpoint: &str,
+    dir: &Path,
+    input: &Input,
+    group: &str,
+    extra: &[String],
+) {
+    let mut sets: Vec<String> = Vec::new();
+    for s in [
+        format!("sources.events.brokers={brokers}"),
+        format!("sources.events.topics=[{}]", input.topic),
+        format!("sources.events.group={group}"),
+        format!("sinks.lake.store.endpoint={endpoint}"),
+        format!("sinks.lake.catalog.endpoint={endpoint}"),
+        "sinks.lake.store.bucket=lake".into(),
+        "sinks.lake.catalog.database=analytics".into(),
+        format!(
+            "sinks.lake.catalog.state={}",
+            dir.join("state.sqlite").display()
+        ),
+        "sinks.lake.roll.max_age=1s".into(),
+    ] {
+        sets.push("--set".into());
+        sets.push(s);
+    }
+    for e in extra {
+        sets.push("--set".into());
+        sets.push(e.clone());
+    }
+    run_ok(
+        sluice()
+            .args(["run", T, "--no-progress", "--until-caught-up"])
+            .args(&sets)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE"),
+    );
+}
+
+fn check(endpoint: &str, input: &Input, sse: &str, key: Option<&str>) {
+    let report: serde_json::Value = serde_json::from_str(&aws_lake(&[
+        "check",
+        endpoint,
+        "lake",
+        "analytics",
+        "mp_master_event",
+    ]))
+    .unwrap();
+    // Every object carries the requested encryption.
+    let objects = report["objects"].as_array().unwrap();
+    assert!(objects.len() > 2, "{report}");
+    for o in objects {
+        assert_eq!(o["sse"], sse, "{o}");
+        if let Some(k) = key {
+            assert_eq!(o["kms_key_id"], k, "{o}");
+        }
+    }
+    let parquet = objects
+        .iter()
+        .filter(|o| o["key"].as_str().unwrap().ends_with(".parquet"))
+        .count();
+    assert!(parquet > 0);
+    assert!(objects
+        .iter()
+        .any(|o| o["key"].as_str().unwrap().contains("_dead_letters/")));
+    // The table as SPEC §8.4 describes it.
+    let t = &report["table"];
+    assert_eq!(t["type"], "EXTERNAL_TABLE");
+    assert_eq!(t["parameters"]["classification"], "parquet");
+    assert_eq!(t["parameters"]["EXTERNAL"], "TRUE");
+    assert_eq!(
+        t["partition_keys"],
+        serde_json::json!([{"Name": "mp_date", "Type": "string"}])
+    );
+    assert_eq!(
+        t["location"],
+        "s3://lake/exports/mixpanel/1/mp_master_event/"
+    );
+    assert_eq!(
+        t["input_format"],
+        "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    );
+    assert_eq!(
+        t["output_format"],
+        "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    );
+    assert_eq!(
+        t["serde"],
+        "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    );
+    let cols = t["columns"].as_array().unwrap();
+    let col = |n: &str| {
+        cols.iter()
+            .find(|c| c["Name"] == n)
+            .map(|c| c["Type"].clone())
+    };
+    assert_eq!(col("time"), Some("timestamp".into()));
+    assert_eq!(col("mp_event_name"), Some("string".into()));
+    assert_eq!(col("mp_insert_id"), Some("string".into()));
+    assert!(
+        col("mp_date").is_none(),
+        "mp_date is a partition key, not a column"
+    );
+    // Partitions: one per day, at its day folder.
+    let parts = report["partitions"].as_array().unwrap();
+    assert!(!parts.is_empty());
+    for p in parts {
+        let day = p["values"][0].as_str().unwrap();
+        assert_eq!(
+            p["location"],
+            format!(
+                "s3://lake/exports/mixpanel/1/mp_master_event/{}/{}/{}/",
+                &day[0..4],
+                &day[5..7],
+                &day[8..10]
+            )
+        );
+    }
+    // Read through Glue: exactly the valid events.
+    let ids: Vec<String> = report["insert_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), input.valid.len(), "rows read through Glue");
+    let unique: HashSet<String> = ids.into_iter().collect();
+    assert_eq!(unique, input.valid);
+    let _ = input.malformed;
+}
+
+fn services() -> Option<(String, String)> {
+    let b = service(
+        "SLUICE_KAFKA_BROKERS",
+        "SLUICE_REQUIRE_KAFKA",
+        "Kafka broker",
+    )?;
+    let m = service(
+        "SLUICE_AWS_ENDPOINT",
+        "SLUICE_REQUIRE_AWS",
+        "S3/Glue endpoint",
+    )?;
+    Some((b, m))
+}
+
+#[test]
+fn kafka_to_s3_and_glue_with_aes_then_kms() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input(&brokers, dir.path());
+
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    let aes = dir.path().join("aes");
+    run_to_s3(&brokers, &endpoint, &aes, &inp, "aes", &[]);
+    check(&endpoint, &inp, "AES256", None);
+
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    let key = aws_lake(&["kms-key", &endpoint]).trim().to_string();
+    let kms = dir.path().join("kms");
+    run_to_s3(
+        &brokers,
+        &endpoint,
+        &kms,
+        &inp,
+        "kms",
+        &[
+            "sinks.lake.store.encryption=kms".into(),
+            format!("sinks.lake.store.kms_key_id={key}"),
+        ],
+    );
+    check(&endpoint, &inp, "aws:kms", Some(&key));
+}
+
+#[test]
+fn a_missing_glue_database_stops_the_run_before_anything_moves() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = sluice()
+        .args(["run", T, "--no-progress", "--until-caught-up"])
+        .args([
+            "--set",
+            &format!("sources.events.brokers={brokers}"),
+            "--set",
+            &format!("sinks.lake.store.endpoint={endpoint}"),
+            "--set",
+            &format!("sinks.lake.catalog.endpoint={endpoint}"),
+            "--set",
+            "sinks.lake.store.bucket=lake",
+            "--set",
+            "sinks.lake.catalog.database=nowhere",
+            "--set",
+            &format!(
+                "sinks.lake.catalog.state={}",
+                dir.path().join("state.sqlite").display()
+            ),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Glue database `nowhere`") && err.contains("us-east-1"),
+        "{err}"
+    );
+    let report = aws_lake(&["check-empty", &endpoint, "lake"]);
+    assert_eq!(report.trim(), "0", "objects were written");
+}
