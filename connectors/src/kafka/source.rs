@@ -810,3 +810,27 @@ impl Source for KafkaSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions_parse_from_names_times_and_milliseconds() {
+        assert_eq!(parse_start("earliest"), Ok(Start::Earliest));
+        assert_eq!(parse_start(" latest "), Ok(Start::Latest));
+        assert_eq!(
+            parse_start("2025-01-31T00:00:00Z"),
+            Ok(Start::Time(1_738_281_600_000))
+        );
+        assert_eq!(
+            parse_start("2025-01-31T01:00:00+01:00"),
+            Ok(Start::Time(1_738_281_600_000))
+        );
+        assert_eq!(
+            parse_start("1738281600000"),
+            Ok(Start::Time(1_738_281_600_000))
+        );
+        assert!(parse_start("yesterday").is_err());
+    }
+}
