@@ -405,6 +405,19 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
     }
 }
 
+/// A flag SIGINT and SIGTERM raise: the first asks for a clean stop, a second ends the process
+/// at once.
+fn stop_on_signals() -> Result<Arc<AtomicBool>, EngineError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .map_err(|e| EngineError::external("installing signal handlers", e))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| EngineError::external("installing signal handlers", e))?;
+    }
+    Ok(stop)
+}
+
 fn replay(
     brokers: &str,
     options: &sluice_connectors::kafka::ClientOptions,
@@ -420,13 +433,7 @@ fn replay(
         if created { " (created)" } else { "" }
     );
     let producer = TopicProducer::new(brokers, options, topic)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .map_err(|e| EngineError::external("installing signal handlers", e))?;
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| EngineError::external("installing signal handlers", e))?;
-    }
+    let stop = stop_on_signals()?;
     let bar = (!no_progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_style(
@@ -503,14 +510,7 @@ fn run(
             .map_err(|e| EngineError::external(format!("serving metrics on {addr}"), e))?;
         eprintln!("metrics on http://{addr}/metrics");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal ends the process at once; the first asks for a clean stop.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .map_err(|e| EngineError::external("installing signal handlers", e))?;
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| EngineError::external("installing signal handlers", e))?;
-    }
+    let stop = stop_on_signals()?;
     let stats = Arc::new(RunStats::default());
     let control = Arc::new(RunControl::new(stop.clone()).until_caught_up(until_caught_up));
     let started = Instant::now();

@@ -61,12 +61,8 @@ impl Component for FileSourceConfig {
                 "escape [ and ] in file names, or name the file without a pattern",
             )];
         }
-        if self.records.is_some() && self.format != "records" {
-            return vec![Issue::at(
-                "records",
-                "`records` settings apply only with `format: records`",
-                "set `format: records`, or remove `records`",
-            )];
+        if let Err(i) = DecoderSettings::of(&self.format, &self.records) {
+            return vec![i];
         }
         vec![]
     }
@@ -74,12 +70,9 @@ impl Component for FileSourceConfig {
         format!("{} ({})", self.path, self.format)
     }
     fn format(&self) -> Option<(&str, DecoderSettings)> {
-        Some((
-            &self.format,
-            DecoderSettings {
-                records: self.records.clone().unwrap_or_default(),
-            },
-        ))
+        // `validate` reported a mismatch already; the topology does not run with one.
+        let settings = DecoderSettings::of(&self.format, &self.records).unwrap_or_default();
+        Some((&self.format, settings))
     }
     fn build_source(&self, cx: &BuildContext) -> Result<Box<dyn Source>> {
         Ok(Box::new(FileSource {

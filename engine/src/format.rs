@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::registry::Issue;
+
 /// Where to find the event name, time and properties in JSON records that are not in
 /// Mixpanel's `{"event", "properties"}` shape (the `records` format). Paths are dotted
 /// (`data.event`).
@@ -41,4 +43,21 @@ pub struct RecordsFormat {
 #[derive(Clone, Debug, Default)]
 pub struct DecoderSettings {
     pub records: RecordsFormat,
+}
+
+impl DecoderSettings {
+    /// The settings of a source with `format` and optional `records` settings, or the problem
+    /// with them: `records` only applies to `format: records`.
+    pub fn of(format: &str, records: &Option<RecordsFormat>) -> Result<Self, Issue> {
+        if records.is_some() && format != "records" {
+            return Err(Issue::at(
+                "records",
+                "`records` settings apply only with `format: records`",
+                "set `format: records`, or remove `records`",
+            ));
+        }
+        Ok(DecoderSettings {
+            records: records.clone().unwrap_or_default(),
+        })
+    }
 }

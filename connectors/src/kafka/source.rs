@@ -201,12 +201,8 @@ impl Component for KafkaSourceConfig {
         for (key, msg, hint) in self.options.problems() {
             issues.push(Issue::at(&format!("options.{key}"), msg, hint));
         }
-        if self.records.is_some() && self.format != "records" {
-            issues.push(Issue::at(
-                "records",
-                "`records` settings apply only with `format: records`",
-                "set `format: records`, or remove `records`",
-            ));
+        if let Err(i) = DecoderSettings::of(&self.format, &self.records) {
+            issues.push(i);
         }
         issues
     }
@@ -218,12 +214,9 @@ impl Component for KafkaSourceConfig {
         format!("{what} @ {} (group {})", self.brokers, self.group)
     }
     fn format(&self) -> Option<(&str, DecoderSettings)> {
-        Some((
-            &self.format,
-            DecoderSettings {
-                records: self.records.clone().unwrap_or_default(),
-            },
-        ))
+        // `validate` reported a mismatch already; the topology does not run with one.
+        let settings = DecoderSettings::of(&self.format, &self.records).unwrap_or_default();
+        Some((&self.format, settings))
     }
     fn build_source(&self, cx: &BuildContext) -> Result<Box<dyn Source>> {
         let settings = self.settings().map_err(|issues| {
@@ -284,6 +277,8 @@ struct State {
     ends: HashMap<(String, i32), i64>,
     assigned_once: bool,
     error: Option<EngineError>,
+    /// The key of the message being buffered, kept to reuse its allocation.
+    lookup: (String, i32),
 }
 
 struct Shared {
@@ -602,6 +597,8 @@ impl KafkaSource {
             },
         );
         part.buffered_since = None;
+        RunStats::add(&self.stats.lines_read, raw.lines.len() as u64);
+        RunStats::add(&self.stats.bytes_read, raw.buf.len() as u64);
         metrics::counter!("sluice_source_lines_total").increment(raw.lines.len() as u64);
         let last = raw.lines.last().map(|l| l.0).unwrap_or_default();
         part.sent = last as i64 + 1;
@@ -771,11 +768,17 @@ impl Source for KafkaSource {
             match consumer.poll(Duration::from_millis(50)) {
                 None => {}
                 Some(Ok(m)) => {
-                    let key = (m.topic().to_string(), m.partition());
                     let payload = m.payload().unwrap_or_default();
                     let offset = m.offset();
                     let mut st = shared.state();
-                    let Some(part) = st.assigned.get_mut(&key) else {
+                    let State {
+                        assigned, lookup, ..
+                    } = &mut *st;
+                    // Per message: the lookup key's buffer is reused, not allocated.
+                    lookup.0.clear();
+                    lookup.0.push_str(m.topic());
+                    lookup.1 = m.partition();
+                    let Some(part) = assigned.get_mut(lookup) else {
                         continue;
                     };
                     if offset < part.sent {
@@ -789,8 +792,6 @@ impl Source for KafkaSource {
                     if part.buffered_since.is_none() {
                         part.buffered_since = Some(Instant::now());
                     }
-                    RunStats::add(&self.stats.lines_read, 1);
-                    RunStats::add(&self.stats.bytes_read, payload.len() as u64);
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
