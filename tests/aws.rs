@@ -46,17 +46,8 @@ fn input(brokers: &str, dir: &Path) -> Input {
     let lines = read_lines(&file);
     let valid: HashSet<String> = lines.iter().filter_map(|l| classify(l)).collect();
     let topic = format!("aws-{}", std::process::id());
-    run_ok(sluice().args([
-        "replay",
-        &file.display().to_string(),
-        "--brokers",
-        brokers,
-        "--topic",
-        &topic,
-        "--partitions",
-        "8",
-        "--no-progress",
-    ]));
+    let report = replay(&file, brokers, &topic, &[]);
+    assert_eq!(report["acked"], 20_000, "{report}");
     Input {
         topic,
         malformed: lines.len() - valid.len(),

@@ -23,18 +23,6 @@ fn sets(dir: &Path, input: &Path) -> Vec<String> {
     v
 }
 
-fn committed_manifests(dir: &Path) -> i64 {
-    let Ok(c) = rusqlite::Connection::open(dir.join("catalog.sqlite")) else {
-        return 0;
-    };
-    c.query_row(
-        "SELECT count(*) FROM manifests WHERE stage = 'done'",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
-}
-
 fn start(dir: &Path, input: &Path) -> Child {
     sluice()
         .args(["run", T, "--no-progress"])

@@ -29,7 +29,11 @@ pub fn lake_sets(dir: &Path) -> Vec<String> {
 }
 
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("running sluice");
+    assert_ok(cmd.output().expect("running sluice"))
+}
+
+/// `out`, after asserting that sluice succeeded (else its output is shown).
+pub fn assert_ok(out: Output) -> Output {
     assert!(
         out.status.success(),
         "sluice failed ({:?})\nstdout:\n{}\nstderr:\n{}",
@@ -183,4 +187,35 @@ pub fn service(var: &str, require: &str, what: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Commits done in the catalog under `dir` (0 before it exists).
+pub fn committed_manifests(dir: &Path) -> i64 {
+    let Ok(c) = rusqlite::Connection::open(dir.join("catalog.sqlite")) else {
+        return 0;
+    };
+    c.query_row(
+        "SELECT count(*) FROM manifests WHERE stage = 'done'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
+/// `sluice replay FILE` into `topic` (8 partitions when it creates it); the JSON report.
+pub fn replay(file: &Path, brokers: &str, topic: &str, extra: &[&str]) -> serde_json::Value {
+    let out = run_ok(
+        sluice()
+            .args(["replay", &file.display().to_string(), "--brokers", brokers])
+            .args([
+                "--topic",
+                topic,
+                "--partitions",
+                "8",
+                "--json",
+                "--no-progress",
+            ])
+            .args(extra),
+    );
+    serde_json::from_str(stdout(&out).trim()).expect("replay's JSON report")
 }
