@@ -294,7 +294,7 @@ fn a_paused_worker_that_lost_its_partitions_is_fenced_and_nothing_is_lost() {
     // Long epochs for the first worker: it holds uncommitted events when it is paused.
     let worker = |metrics: Option<u16>| {
         let mut c = sluice();
-        c.args(["run", T, "--no-progress", "--until-caught-up"])
+        c.args(["run", T, "--no-progress", "--until-caught-up", "-v"])
             .args(sets(dir.path(), &b, &inp.topic, "zombie"));
         if let Some(p) = metrics {
             c.args(["--set", "sinks.lake.roll.max_age=1h"]);
@@ -323,7 +323,7 @@ fn a_paused_worker_that_lost_its_partitions_is_fenced_and_nothing_is_lost() {
     // a worker stopped there would stall every other one, which is the SQLite state's limit,
     // not what this test is about.
     loop {
-        signal(a.id(), "STOP");
+        stop(a.id());
         let c = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
         c.busy_timeout(Duration::from_millis(300)).unwrap();
         if c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").is_ok() {
@@ -344,10 +344,14 @@ fn a_paused_worker_that_lost_its_partitions_is_fenced_and_nothing_is_lost() {
     let c = worker(None);
     let deadline = Instant::now() + Duration::from_secs(180);
     while committed_manifests(dir.path()) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the second worker committed nothing"
-        );
+        if Instant::now() > deadline {
+            signal(a.id(), "CONT");
+            panic!(
+                "the second worker committed nothing in 180 s\n--- first worker:\n{}\n--- second worker:\n{}",
+                stop_and_log(a),
+                stop_and_log(c)
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     signal(a.id(), "CONT");
@@ -379,6 +383,40 @@ fn a_paused_worker_that_lost_its_partitions_is_fenced_and_nothing_is_lost() {
                 "{k} of a fenced commit is still in the store"
             );
         }
+    }
+}
+
+/// Stops a worker still running and returns what it wrote to stderr, for a failure's message.
+fn stop_and_log(mut child: Child) -> String {
+    let _ = child.kill();
+    match child.wait_with_output() {
+        Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+        Err(e) => format!("(no output: {e})"),
+    }
+}
+
+/// SIGSTOP, then waits until every thread of the process has stopped: `kill` returns before
+/// that, and a thread still running (or finishing a system call) could take a lock meanwhile.
+fn stop(pid: u32) {
+    signal(pid, "STOP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        let all_stopped = tasks.flatten().all(|t| {
+            // The state follows the parenthesised command name, which may hold spaces.
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().to_string())
+                })
+                .is_none_or(|rest| rest.starts_with('T') || rest.starts_with('t'))
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
