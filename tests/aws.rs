@@ -40,12 +40,13 @@ struct Input {
     malformed: usize,
 }
 
-fn input(brokers: &str, dir: &Path) -> Input {
+/// 20,000 generated events in a topic of the test's own.
+fn input(brokers: &str, dir: &Path, test: &str) -> Input {
     let file = dir.join("events.ndjson.gz");
     gen(&file, 20_000, 77, 0.05);
     let lines = read_lines(&file);
     let valid: HashSet<String> = lines.iter().filter_map(|l| classify(l)).collect();
-    let topic = format!("aws-{}", std::process::id());
+    let topic = format!("aws-{test}-{}", std::process::id());
     let report = replay(&file, brokers, &topic, &[]);
     assert_eq!(report["acked"], 20_000, "{report}");
     Input {
@@ -55,14 +56,15 @@ fn input(brokers: &str, dir: &Path) -> Input {
     }
 }
 
-fn run_to_s3(
+/// `sluice run` of the S3 + Glue topology against the test services, with the test keys.
+fn s3_run(
     brokers: &str,
     endpoint: &str,
     dir: &Path,
     input: &Input,
     group: &str,
     extra: &[String],
-) {
+) -> Command {
     let mut sets: Vec<String> = Vec::new();
     for s in [
         format!("sources.events.brokers={brokers}"),
@@ -77,23 +79,33 @@ fn run_to_s3(
             dir.join("state.sqlite").display()
         ),
         "sinks.lake.roll.max_age=1s".into(),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    {
         sets.push("--set".into());
         sets.push(s);
     }
-    for e in extra {
-        sets.push("--set".into());
-        sets.push(e.clone());
-    }
-    run_ok(
-        sluice()
-            .args(["run", T, "--no-progress", "--until-caught-up"])
-            .args(&sets)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE"),
-    );
+    let mut c = sluice();
+    c.args(["run", T, "--no-progress", "--until-caught-up"])
+        .args(&sets)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+    c
+}
+
+fn run_to_s3(
+    brokers: &str,
+    endpoint: &str,
+    dir: &Path,
+    input: &Input,
+    group: &str,
+    extra: &[String],
+) {
+    run_ok(&mut s3_run(brokers, endpoint, dir, input, group, extra));
 }
 
 fn check(endpoint: &str, input: &Input, sse: &str, key: Option<&str>) {
@@ -209,7 +221,7 @@ fn kafka_to_s3_and_glue_with_aes_then_kms() {
     };
     let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let inp = input(&brokers, dir.path());
+    let inp = input(&brokers, dir.path(), "sse");
 
     aws_lake(&["setup", &endpoint, "lake", "analytics"]);
     let aes = dir.path().join("aes");
@@ -272,4 +284,99 @@ fn a_missing_glue_database_stops_the_run_before_anything_moves() {
     );
     let report = aws_lake(&["check-empty", &endpoint, "lake"]);
     assert_eq!(report.trim(), "0", "objects were written");
+}
+
+/// moto checks every call's credentials and IAM policies while this lives.
+struct Enforced<'a>(&'a str);
+
+impl<'a> Enforced<'a> {
+    fn on(endpoint: &'a str) -> Self {
+        aws_lake(&["enforce", endpoint, "on"]);
+        Enforced(endpoint)
+    }
+}
+
+impl Drop for Enforced<'_> {
+    fn drop(&mut self) {
+        // Not asserting: this may run while a failed test unwinds.
+        let _ = Command::new(python())
+            .arg(repo().join("tests/python/aws_lake.py"))
+            .args(["enforce", self.0, "off"])
+            .status();
+    }
+}
+
+#[test]
+fn roles_are_assumed_with_the_project_token_as_external_id() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input(&brokers, dir.path(), "roles");
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    // The engine's own user may only assume the two roles; the S3 role may only use S3 and
+    // the Glue role only Glue, and both trust the engine only with the external id.
+    let roles: serde_json::Value =
+        serde_json::from_str(&aws_lake(&["roles", &endpoint, "token-0123456789"])).unwrap();
+    let (key, secret) = (
+        roles["access_key"].as_str().unwrap(),
+        roles["secret_key"].as_str().unwrap(),
+    );
+    let s3_role = roles["s3_role"].as_str().unwrap();
+    let with_token = |token: &str| -> Vec<String> {
+        vec![
+            format!("sinks.lake.store.role={s3_role}"),
+            format!(
+                "sinks.lake.catalog.role={}",
+                roles["glue_role"].as_str().unwrap()
+            ),
+            format!("sinks.lake.project_token={token}"),
+        ]
+    };
+
+    // The wrong external id: refused before any data moves, saying which role and why.
+    let out = {
+        let _on = Enforced::on(&endpoint);
+        s3_run(
+            &brokers,
+            &endpoint,
+            &dir.path().join("wrong"),
+            &inp,
+            "wrong",
+            &with_token("token-wrong"),
+        )
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap()
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a configuration error: {err}");
+    assert!(
+        err.contains(&format!("assuming role `{s3_role}` for S3")) && err.contains("external id"),
+        "{err}"
+    );
+    assert!(err.contains("s3-glue.yaml:"), "where in the topology: {err}");
+    assert!(!err.contains(secret), "the secret key was printed");
+    assert_eq!(aws_lake(&["check-empty", &endpoint, "lake"]).trim(), "0");
+
+    // The right one: everything through the assumed roles (the engine's own keys could not
+    // write a thing).
+    {
+        let _on = Enforced::on(&endpoint);
+        run_ok(
+            s3_run(
+                &brokers,
+                &endpoint,
+                &dir.path().join("right"),
+                &inp,
+                "right",
+                &with_token("token-0123456789"),
+            )
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret),
+        );
+    }
+    check(&endpoint, &inp, "AES256", None);
 }

@@ -181,7 +181,7 @@ pub fn run(
     let mut schema_registries: HashMap<String, Arc<dyn SchemaRegistry>> = HashMap::new();
     for n in topology.nodes.iter().filter(|n| n.role == Role::Sink) {
         if let Some(r) = n.component.open_schema_registry() {
-            schema_registries.insert(n.name.clone(), r?);
+            schema_registries.insert(n.name.clone(), r.map_err(|e| placed(e, n))?);
         }
     }
     let cx_for = |name: &str, schema_registry: Option<Arc<dyn SchemaRegistry>>| BuildContext {
@@ -194,7 +194,10 @@ pub fn run(
     // Sinks first: they recover interrupted commits and know where sources must start.
     let mut sinks: BTreeMap<String, Box<dyn Sink>> = BTreeMap::new();
     for n in topology.nodes.iter().filter(|n| n.role == Role::Sink) {
-        let mut sink = n.component.build_sink(&cx_for(&n.name, None))?;
+        let mut sink = n
+            .component
+            .build_sink(&cx_for(&n.name, None))
+            .map_err(|e| placed(e, n))?;
         sink.open(&SinkContext {
             name: n.name.clone(),
             partitions: partitions.clone(),
@@ -563,4 +566,23 @@ fn spawn_parallel(
         }
     })?);
     Ok(())
+}
+
+/// A configuration error found while opening a component (a bucket that cannot be reached, a
+/// role that cannot be assumed) points at that component in the topology.
+fn placed(e: EngineError, n: &crate::topology::NodeSpec) -> EngineError {
+    match e {
+        EngineError::Config(mut problems) => {
+            for p in &mut problems {
+                if p.location.file.is_empty() {
+                    p.location = n.location.clone();
+                }
+                if p.component.is_empty() {
+                    p.component = n.name.clone();
+                }
+            }
+            EngineError::Config(problems)
+        }
+        other => other,
+    }
 }

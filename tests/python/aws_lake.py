@@ -3,6 +3,8 @@
     aws_lake.py setup  ENDPOINT BUCKET DATABASE            # fresh bucket and Glue database
     aws_lake.py kms-key ENDPOINT                           # creates a KMS key, prints its ARN
     aws_lake.py check  ENDPOINT BUCKET DATABASE TABLE      # prints one JSON report
+    aws_lake.py roles  ENDPOINT EXTERNAL_ID                # an engine user and two roles, JSON
+    aws_lake.py enforce ENDPOINT on|off                    # IAM enforced on every call, or not
 
 The report holds what the test asserts on: every object's server-side encryption, the Glue
 table and partitions as Glue returns them, and the rows read through Glue (partition locations
@@ -43,6 +45,80 @@ def requests_reset(endpoint):
 
 def kms_key(endpoint):
     print(client("kms", endpoint).create_key(Description="sluice test")["KeyMetadata"]["Arn"])
+
+
+def roles(endpoint, external_id):
+    """The engine's own IAM user (its keys are what the engine runs with), and two roles that
+    trust that user only with the external id: one for S3, one for Glue, each allowed its own
+    service only, so that a client using the wrong role fails."""
+    iam = client("iam", endpoint)
+    user = iam.create_user(UserName="engine")["User"]
+    key = iam.create_access_key(UserName="engine")["AccessKey"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": user["Arn"]},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+    arns = {}
+    for name, action in [("s3", "s3:*"), ("glue", "glue:*")]:
+        role = iam.create_role(
+            RoleName=f"export-{name}", AssumeRolePolicyDocument=json.dumps(trust)
+        )["Role"]
+        iam.put_role_policy(
+            RoleName=f"export-{name}",
+            PolicyName="export",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}],
+                }
+            ),
+        )
+        arns[name] = role["Arn"]
+    iam.put_user_policy(
+        UserName="engine",
+        PolicyName="assume",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": list(arns.values())}
+                ],
+            }
+        ),
+    )
+    print(
+        json.dumps(
+            {
+                "access_key": key["AccessKeyId"],
+                "secret_key": key["SecretAccessKey"],
+                "s3_role": arns["s3"],
+                "glue_role": arns["glue"],
+            }
+        )
+    )
+
+
+def enforce(endpoint, on):
+    """moto checks credentials and IAM policies on every call from now on (or stops)."""
+    import urllib.request
+
+    body = b"0" if on == "on" else b"inf"
+    urllib.request.urlopen(
+        urllib.request.Request(
+            endpoint + "/moto-api/reset-auth",
+            data=body,
+            method="POST",
+            # Not a form: the server reads the raw body.
+            headers={"Content-Type": "text/plain"},
+        )
+    )
 
 
 def check(endpoint, bucket, database, table):
@@ -123,6 +199,10 @@ if __name__ == "__main__":
     elif cmd == "check-empty":
         s3 = client("s3", endpoint)
         print(s3.list_objects_v2(Bucket=sys.argv[3]).get("KeyCount", 0))
+    elif cmd == "roles":
+        roles(endpoint, sys.argv[3])
+    elif cmd == "enforce":
+        enforce(endpoint, sys.argv[3])
     elif cmd == "check":
         check(endpoint, *sys.argv[3:6])
     else:

@@ -8,7 +8,7 @@ use aws_sdk_glue::Client;
 use sluice_engine::batch::TypeClass;
 use sluice_engine::{EngineError, Result};
 
-use super::{runtime, sdk_config};
+use super::{runtime, sdk_config, Access};
 use crate::catalog::{CatalogTable, Publisher};
 
 pub struct GluePublisher {
@@ -23,13 +23,9 @@ fn glue_err(what: String, e: impl std::fmt::Display) -> EngineError {
 
 impl GluePublisher {
     /// Connects and checks that the database exists (it is the customer's to create).
-    pub fn open(
-        database: &str,
-        region: &str,
-        endpoint: Option<&str>,
-        table_prefix: &str,
-    ) -> Result<Self> {
-        let sdk = sdk_config(region, endpoint)?;
+    pub fn open(database: &str, access: &Access, table_prefix: &str) -> Result<Self> {
+        let sdk = sdk_config(access, "Glue")?;
+        let region = &access.region;
         let client = Client::new(&sdk);
         runtime()?
             .block_on(client.get_database().name(database).send())

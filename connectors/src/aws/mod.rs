@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::{ProvideCredentials, SharedCredentialsProvider};
 
 use sluice_engine::{EngineError, Result};
 
@@ -29,17 +30,70 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     .map_err(|e| EngineError::Internal(format!("starting the AWS runtime: {e}")))
 }
 
-/// Shared SDK settings: region, an optional endpoint (S3-compatible stores, local test
-/// servers), credentials from the default chain.
-pub(crate) fn sdk_config(region: &str, endpoint: Option<&str>) -> Result<SdkConfig> {
+/// How to reach one AWS service: where, and as whom.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub region: String,
+    /// A custom endpoint (S3-compatible stores, local test servers).
+    pub endpoint: Option<String>,
+    /// A role to assume (SPEC §9.1); the default credential chain's identity otherwise.
+    pub role: Option<String>,
+    /// The external id AssumeRole sends: the project token.
+    pub external_id: Option<String>,
+}
+
+/// What a session asks for: AWS's default, refreshed by the SDK before it expires.
+const SESSION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Shared SDK settings: region, an optional endpoint, credentials from the default chain or,
+/// with a role, from STS AssumeRole on top of it. An assumed role's credentials are cached and
+/// renewed by the SDK before they expire (no restart); they are assumed once here first, so a
+/// trust policy that refuses us fails before anything runs. `service` names what the
+/// credentials are for, in errors.
+pub(crate) fn sdk_config(access: &Access, service: &str) -> Result<SdkConfig> {
     let rt = runtime()?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
+        .region(Region::new(access.region.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(8));
-    if let Some(e) = endpoint {
+    if let Some(e) = access.endpoint.as_deref().filter(|e| !e.is_empty()) {
         loader = loader.endpoint_url(e);
     }
-    Ok(rt.block_on(loader.load()))
+    let base = rt.block_on(loader.load());
+    let Some(role) = access.role.as_deref() else {
+        return Ok(base);
+    };
+    let mut assume = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name(format!("sluice-{}", std::process::id()))
+        .session_length(SESSION)
+        .configure(&base);
+    if let Some(id) = &access.external_id {
+        assume = assume.external_id(id.clone());
+    }
+    let provider = rt.block_on(assume.build());
+    if let Err(e) = rt.block_on(provider.provide_credentials()) {
+        let mut detail = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            src = s.source();
+        }
+        let with = if access.external_id.is_some() {
+            "with the project token as external id"
+        } else {
+            "without an external id (no project_token)"
+        };
+        return Err(EngineError::config(
+            format!("assuming role `{role}` for {service} {with}: {detail}"),
+            "the role's trust policy must trust this engine's identity and, when it has an \
+             sts:ExternalId condition, the sink's project_token must equal it; the engine's \
+             identity needs sts:AssumeRole on the role",
+        ));
+    }
+    Ok(base
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build())
 }
 
 /// An SDK error with its service message, for people.

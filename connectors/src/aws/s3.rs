@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use sluice_engine::{EngineError, Result};
 
-use super::{describe, runtime, sdk_config};
+use super::{describe, runtime, sdk_config, Access};
 use crate::store::ObjectStore;
 
 /// `s3_encryption` (SPEC §9.4).
@@ -39,14 +39,14 @@ pub struct S3Store {
 impl S3Store {
     pub fn open(
         bucket: &str,
-        region: &str,
-        endpoint: Option<&str>,
+        access: &Access,
         encryption: Encryption,
         kms_key_id: Option<String>,
     ) -> Result<Self> {
-        let sdk = sdk_config(region, endpoint)?;
+        let sdk = sdk_config(access, "S3")?;
+        let region = &access.region;
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk);
-        if endpoint.is_some() {
+        if access.endpoint.is_some() {
             conf = conf.force_path_style(true);
         }
         let client = Client::from_conf(conf.build());

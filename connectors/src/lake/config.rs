@@ -16,6 +16,7 @@ use sluice_engine::Result;
 use super::sink::LakeSink;
 use crate::aws::glue::GluePublisher;
 use crate::aws::s3::{Encryption, S3Store};
+use crate::aws::Access;
 use crate::catalog::{Catalog, DatasetRegistry, LocalCatalog, Publisher};
 use crate::store::{LocalStore, ObjectStore};
 
@@ -48,6 +49,9 @@ pub struct ParquetSinkConfig {
     /// Where dead letters go: `_dead_letters/<sink>/` in the store (default), or a Kafka topic.
     #[serde(default)]
     pub dead_letters: DeadLetterConfig,
+    /// The project token: the external id sent when assuming the S3 and Glue roles (SPEC §9.1).
+    #[serde(default)]
+    pub project_token: Option<String>,
 }
 
 /// Where dead letters go.
@@ -93,6 +97,9 @@ pub enum StoreConfig {
         /// The KMS key (ARN or id) with `encryption: kms`; the AWS-managed key without it.
         #[serde(default)]
         kms_key_id: Option<String>,
+        /// A role to assume for S3 (`s3_role`), with the project token as external id.
+        #[serde(default)]
+        role: Option<String>,
     },
 }
 
@@ -122,6 +129,10 @@ pub enum CatalogConfig {
         table_prefix: String,
         /// The embedded catalog file holding the commit state.
         state: PathBuf,
+        /// A role to assume for Glue (`glue_role`), with the project token as external id; it
+        /// may be the S3 role.
+        #[serde(default)]
+        role: Option<String>,
     },
 }
 
@@ -280,6 +291,15 @@ pub struct Dataset {
 }
 
 impl ParquetSinkConfig {
+    fn access(&self, region: &str, endpoint: &Option<String>, role: &Option<String>) -> Access {
+        Access {
+            region: region.to_string(),
+            endpoint: endpoint.clone().filter(|e| !e.is_empty()),
+            role: role.clone().filter(|r| !r.is_empty()),
+            external_id: self.project_token.clone().filter(|t| !t.is_empty()),
+        }
+    }
+
     /// Opens the store and the catalog.
     pub fn open_dataset(&self) -> Result<Dataset> {
         let store: Arc<dyn ObjectStore> = match &self.store {
@@ -290,10 +310,10 @@ impl ParquetSinkConfig {
                 endpoint,
                 encryption,
                 kms_key_id,
+                role,
             } => Arc::new(S3Store::open(
                 bucket,
-                region,
-                endpoint.as_deref().filter(|e| !e.is_empty()),
+                &self.access(region, endpoint, role),
                 *encryption,
                 kms_key_id.clone(),
             )?),
@@ -307,11 +327,11 @@ impl ParquetSinkConfig {
                 region,
                 endpoint,
                 table_prefix,
+                role,
                 ..
             } => Some(Arc::new(GluePublisher::open(
                 database,
-                region,
-                endpoint.as_deref().filter(|e| !e.is_empty()),
+                &self.access(region, endpoint, role),
                 table_prefix,
             )?)),
         };
@@ -389,6 +409,27 @@ impl Component for ParquetSinkConfig {
                     msg,
                     hint,
                 ));
+            }
+        }
+        let roles = [
+            match &self.store {
+                StoreConfig::S3 { role, .. } => ("store.role", role),
+                StoreConfig::Local { .. } => ("store.role", &None),
+            },
+            match &self.catalog {
+                CatalogConfig::Glue { role, .. } => ("catalog.role", role),
+                CatalogConfig::Local { .. } => ("catalog.role", &None),
+            },
+        ];
+        for (key, role) in roles {
+            if let Some(r) = role.as_deref().filter(|r| !r.is_empty()) {
+                if !(r.starts_with("arn:") && r.contains(":role/")) {
+                    issues.push(Issue::at(
+                        key,
+                        format!("`{r}` is not an IAM role ARN"),
+                        "write it like arn:aws:iam::123456789012:role/mixpanel-export",
+                    ));
+                }
             }
         }
         if self.prefix.contains("//") || self.prefix.contains("..") {
