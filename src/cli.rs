@@ -96,6 +96,10 @@ enum Cmd {
         topology: PathBuf,
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
+        /// Also reach what the topology uses (brokers, topics, buckets, the KMS key, Glue,
+        /// roles) without moving data, and print the IAM statement each refusal lacks.
+        #[arg(long)]
+        online: bool,
     },
     /// Print a topology's dataflow.
     Graph {
@@ -169,9 +173,10 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logs(verbose: u8) {
+    // aws_config warns of a refused AssumeRole that sluice reports itself, with its cause.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,aws_config::sts=error",
+        1 => "info,aws_config::sts=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -180,6 +185,42 @@ fn init_logs(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Runs every component's online checks, printing each as it completes; false when any
+/// failed.
+fn check_online(t: &Topology) -> bool {
+    let mut failed = 0;
+    let mut total = 0;
+    for n in &t.nodes {
+        let role = match n.role {
+            Role::Source => "sources",
+            Role::Operator => "operators",
+            Role::Sink => "sinks",
+        };
+        for c in n.component.check_online() {
+            total += 1;
+            match &c.error {
+                None => println!("  ok      {role}.{}: {}", n.name, c.what),
+                Some(e) => {
+                    failed += 1;
+                    println!("  FAILED  {role}.{}: {}\n          {e}", n.name, c.what);
+                    if let Some(m) = &c.missing {
+                        println!("          missing IAM statement:");
+                        for line in m.lines() {
+                            println!("            {line}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if failed == 0 {
+        println!("online: {total} check(s) passed");
+    } else {
+        println!("online: {failed} of {total} check(s) failed");
+    }
+    failed == 0
 }
 
 fn print_problems(problems: &[Problem]) {
@@ -198,7 +239,11 @@ fn load(path: &Path, sets: &[String]) -> Result<Topology, EngineError> {
 
 fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
     match cmd {
-        Cmd::Validate { topology, sets } => {
+        Cmd::Validate {
+            topology,
+            sets,
+            online,
+        } => {
             let t = load(&topology, &sets)?;
             println!(
                 "{}: ok ({} sources, {} operators, {} sinks)",
@@ -207,6 +252,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
                 t.nodes.iter().filter(|n| n.role == Role::Operator).count(),
                 t.nodes.iter().filter(|n| n.role == Role::Sink).count()
             );
+            if online && !check_online(&t) {
+                return Ok(ExitCode::from(2));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Graph { topology, sets } => {

@@ -56,8 +56,9 @@ fn input(brokers: &str, dir: &Path, test: &str) -> Input {
     }
 }
 
-/// `sluice run` of the S3 + Glue topology against the test services, with the test keys.
-fn s3_run(
+/// `sluice <args>` on the S3 + Glue topology against the test services, with the test keys.
+fn s3_command(
+    args: &[&str],
     brokers: &str,
     endpoint: &str,
     dir: &Path,
@@ -87,13 +88,28 @@ fn s3_run(
         sets.push(s);
     }
     let mut c = sluice();
-    c.args(["run", T, "--no-progress", "--until-caught-up"])
+    c.args(args)
+        .arg(T)
         .args(&sets)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN");
+    c
+}
+
+/// `sluice run --until-caught-up` of the S3 + Glue topology.
+fn s3_run(
+    brokers: &str,
+    endpoint: &str,
+    dir: &Path,
+    input: &Input,
+    group: &str,
+    extra: &[String],
+) -> Command {
+    let mut c = s3_command(&["run"], brokers, endpoint, dir, input, group, extra);
+    c.args(["--no-progress", "--until-caught-up"]);
     c
 }
 
@@ -357,9 +373,64 @@ fn roles_are_assumed_with_the_project_token_as_external_id() {
         err.contains(&format!("assuming role `{s3_role}` for S3")) && err.contains("external id"),
         "{err}"
     );
-    assert!(err.contains("s3-glue.yaml:"), "where in the topology: {err}");
+    assert!(
+        err.contains("s3-glue.yaml:"),
+        "where in the topology: {err}"
+    );
     assert!(!err.contains(secret), "the secret key was printed");
     assert_eq!(aws_lake(&["check-empty", &endpoint, "lake"]).trim(), "0");
+
+    // `validate --online` prints the statements that are missing: the trust policy's for the
+    // wrong external id, the role policy's for a role that may not write.
+    let validate = |extra: Vec<String>| {
+        let _on = Enforced::on(&endpoint);
+        let out = s3_command(
+            &["validate", "--online"],
+            &brokers,
+            &endpoint,
+            &dir.path().join("validate"),
+            &inp,
+            "validate",
+            &extra,
+        )
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap();
+        (out.status.code(), stdout(&out))
+    };
+    let (code, out) = validate(with_token("token-wrong"));
+    assert_eq!(code, Some(2), "{out}");
+    let trust = r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/engine"},"Action":"sts:AssumeRole","Condition":{"StringEquals":{"sts:ExternalId":"token-wrong"}}}"#;
+    assert!(
+        out.contains(&format!("in the trust policy of {s3_role}:")) && out.contains(trust),
+        "{out}"
+    );
+    let mut readonly = with_token("token-0123456789");
+    readonly[0] = format!(
+        "sinks.lake.store.role={}",
+        roles["readonly_role"].as_str().unwrap()
+    );
+    let (code, out) = validate(readonly);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("ok      sinks.lake: s3:ListBucket on lake"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            r#"{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::lake/*"}"#
+        ),
+        "{out}"
+    );
+    let (code, out) = validate(with_token("token-0123456789"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("check(s) passed"), "{out}");
+    assert_eq!(
+        aws_lake(&["check-empty", &endpoint, "lake"]).trim(),
+        "0",
+        "validate left its probe behind"
+    );
 
     // The right one: everything through the assumed roles (the engine's own keys could not
     // write a thing).

@@ -116,6 +116,11 @@ pub trait Component: Send + Sync + Any {
     fn needs_schema_registry(&self) -> bool {
         false
     }
+    /// `sluice validate --online`: reach what the component would use (brokers, buckets,
+    /// catalogs, roles) without moving data, and say what is missing.
+    fn check_online(&self) -> Vec<OnlineCheck> {
+        Vec::new()
+    }
     fn build_source(&self, _cx: &BuildContext) -> Result<Box<dyn Source>> {
         Err(EngineError::Internal("not a source".into()))
     }
@@ -126,6 +131,39 @@ pub trait Component: Send + Sync + Any {
         Err(EngineError::Internal("not a sink".into()))
     }
     fn as_any(&self) -> &dyn Any;
+}
+
+/// One thing `validate --online` tried, and how it went.
+#[derive(Clone, Debug)]
+pub struct OnlineCheck {
+    /// What was tried, e.g. `s3:PutObject on lake/exports/`.
+    pub what: String,
+    /// Why it failed; `None` when it worked.
+    pub error: Option<String>,
+    /// When permission was refused: the policy statement that would allow it, as JSON, and
+    /// where it goes.
+    pub missing: Option<String>,
+}
+
+impl OnlineCheck {
+    pub fn ok(what: impl Into<String>) -> Self {
+        OnlineCheck {
+            what: what.into(),
+            error: None,
+            missing: None,
+        }
+    }
+    pub fn failed(what: impl Into<String>, error: impl Into<String>) -> Self {
+        OnlineCheck {
+            what: what.into(),
+            error: Some(error.into()),
+            missing: None,
+        }
+    }
+    pub fn missing(mut self, statement: impl Into<String>) -> Self {
+        self.missing = Some(statement.into());
+        self
+    }
 }
 
 /// An error from turning YAML into settings, with where it is.

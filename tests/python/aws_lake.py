@@ -50,7 +50,7 @@ def kms_key(endpoint):
 def roles(endpoint, external_id):
     """The engine's own IAM user (its keys are what the engine runs with), and two roles that
     trust that user only with the external id: one for S3, one for Glue, each allowed its own
-    service only, so that a client using the wrong role fails."""
+    service only, so that a client using the wrong role fails; and one that may only read S3."""
     iam = client("iam", endpoint)
     user = iam.create_user(UserName="engine")["User"]
     key = iam.create_access_key(UserName="engine")["AccessKey"]
@@ -66,7 +66,11 @@ def roles(endpoint, external_id):
         ],
     }
     arns = {}
-    for name, action in [("s3", "s3:*"), ("glue", "glue:*")]:
+    for name, action in [
+        ("s3", "s3:*"),
+        ("glue", "glue:*"),
+        ("readonly", ["s3:ListBucket", "s3:GetObject"]),
+    ]:
         role = iam.create_role(
             RoleName=f"export-{name}", AssumeRolePolicyDocument=json.dumps(trust)
         )["Role"]
@@ -100,6 +104,7 @@ def roles(endpoint, external_id):
                 "secret_key": key["SecretAccessKey"],
                 "s3_role": arns["s3"],
                 "glue_role": arns["glue"],
+                "readonly_role": arns["readonly"],
             }
         )
     )

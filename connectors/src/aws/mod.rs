@@ -5,6 +5,7 @@
 //! SDK's standard mode with backoff, with more attempts than its default.
 
 pub mod glue;
+pub mod online;
 pub mod s3;
 
 use std::sync::OnceLock;
@@ -51,6 +52,33 @@ const SESSION: std::time::Duration = std::time::Duration::from_secs(3600);
 /// trust policy that refuses us fails before anything runs. `service` names what the
 /// credentials are for, in errors.
 pub(crate) fn sdk_config(access: &Access, service: &str) -> Result<SdkConfig> {
+    let base = base_config(access)?;
+    match &access.role {
+        None => Ok(base),
+        Some(role) => {
+            assumed(&base, access, role).map_err(|detail| {
+                EngineError::config(
+                format!("assuming role `{role}` for {service} {}: {detail}", with(access)),
+                "the role's trust policy must trust this engine's identity and, when it has an \
+                 sts:ExternalId condition, the sink's project_token must equal it; the engine's \
+                 identity needs sts:AssumeRole on the role (`sluice validate --online` prints \
+                 the statements)",
+            )
+            })
+        }
+    }
+}
+
+fn with(access: &Access) -> &'static str {
+    if access.external_id.is_some() {
+        "with the project token as external id"
+    } else {
+        "without an external id (no project_token)"
+    }
+}
+
+/// The default chain's identity, in the region and at the endpoint asked for.
+pub(crate) fn base_config(access: &Access) -> Result<SdkConfig> {
     let rt = runtime()?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(access.region.clone()))
@@ -58,42 +86,44 @@ pub(crate) fn sdk_config(access: &Access, service: &str) -> Result<SdkConfig> {
     if let Some(e) = access.endpoint.as_deref().filter(|e| !e.is_empty()) {
         loader = loader.endpoint_url(e);
     }
-    let base = rt.block_on(loader.load());
-    let Some(role) = access.role.as_deref() else {
-        return Ok(base);
-    };
+    Ok(rt.block_on(loader.load()))
+}
+
+/// `base` as the role: assumed once now (the error, for people, when refused), then renewed
+/// by the SDK's credentials cache before each session expires.
+pub(crate) fn assumed(
+    base: &SdkConfig,
+    access: &Access,
+    role: &str,
+) -> std::result::Result<SdkConfig, String> {
+    let rt = runtime().map_err(|e| e.to_string())?;
     let mut assume = aws_config::sts::AssumeRoleProvider::builder(role)
         .session_name(format!("sluice-{}", std::process::id()))
         .session_length(SESSION)
-        .configure(&base);
+        .configure(base);
     if let Some(id) = &access.external_id {
         assume = assume.external_id(id.clone());
     }
     let provider = rt.block_on(assume.build());
     if let Err(e) = rt.block_on(provider.provide_credentials()) {
-        let mut detail = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            src = s.source();
-        }
-        let with = if access.external_id.is_some() {
-            "with the project token as external id"
-        } else {
-            "without an external id (no project_token)"
-        };
-        return Err(EngineError::config(
-            format!("assuming role `{role}` for {service} {with}: {detail}"),
-            "the role's trust policy must trust this engine's identity and, when it has an \
-             sts:ExternalId condition, the sink's project_token must equal it; the engine's \
-             identity needs sts:AssumeRole on the role",
-        ));
+        return Err(chain(&e));
     }
     Ok(base
-        .into_builder()
+        .to_builder()
         .credentials_provider(SharedCredentialsProvider::new(provider))
         .build())
+}
+
+/// An error and its sources on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }
 
 /// An SDK error with its service message, for people.

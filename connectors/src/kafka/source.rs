@@ -34,7 +34,7 @@ use sluice_engine::batch::{Batch, RawLines};
 use sluice_engine::component::{Source, SourceContext};
 use sluice_engine::format::{DecoderSettings, RecordsFormat};
 use sluice_engine::ownership::Coordinator;
-use sluice_engine::registry::{BuildContext, Component, Issue};
+use sluice_engine::registry::{BuildContext, Component, Issue, OnlineCheck};
 use sluice_engine::runtime::Partitions;
 use sluice_engine::stats::RunStats;
 use sluice_engine::units::parse_duration;
@@ -166,6 +166,62 @@ impl KafkaSourceConfig {
 }
 
 impl Component for KafkaSourceConfig {
+    /// The brokers answer, and the topics (or at least one match of the pattern) exist.
+    fn check_online(&self) -> Vec<OnlineCheck> {
+        let what = format!("Kafka brokers {}", self.brokers);
+        let consumer: BaseConsumer = match self.options.client_config(&self.brokers).create() {
+            Ok(c) => c,
+            Err(e) => return vec![OnlineCheck::failed(what, e.to_string())],
+        };
+        let meta = match consumer.fetch_metadata(None, Duration::from_secs(15)) {
+            Ok(m) => m,
+            Err(e) => {
+                return vec![OnlineCheck::failed(
+                    what,
+                    format!("{e} (are the brokers and the security settings in `options` right?)"),
+                )]
+            }
+        };
+        let mut checks = vec![OnlineCheck::ok(format!(
+            "{what}: {} broker(s)",
+            meta.brokers().len()
+        ))];
+        let partitions = |name: &str| {
+            meta.topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none())
+                .map(|t| t.partitions().len())
+        };
+        for t in &self.topics {
+            let what = format!("Kafka topic {t}");
+            checks.push(match partitions(t) {
+                Some(n) => OnlineCheck::ok(format!("{what}: {n} partition(s)")),
+                None => OnlineCheck::failed(what, "not on the brokers (or not readable)"),
+            });
+        }
+        if let Some(p) = &self.topic_pattern {
+            let what = format!("Kafka topics matching {p}");
+            // As librdkafka subscribes: anchored at the start only.
+            let anchored = format!("^(?:{})", p.trim_start_matches('^'));
+            checks.push(match regex::Regex::new(&anchored) {
+                Ok(re) => {
+                    let n = meta
+                        .topics()
+                        .iter()
+                        .filter(|t| re.is_match(t.name()))
+                        .count();
+                    if n > 0 {
+                        OnlineCheck::ok(format!("{what}: {n} topic(s)"))
+                    } else {
+                        OnlineCheck::failed(what, "none yet: the source waits for them")
+                    }
+                }
+                Err(e) => OnlineCheck::failed(what, e.to_string()),
+            });
+        }
+        checks
+    }
+
     fn validate(&self) -> Vec<Issue> {
         let mut issues = self.settings().err().unwrap_or_default();
         if self.brokers.trim().is_empty() {

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use sluice_engine::component::{SchemaRegistry, Sink};
-use sluice_engine::registry::{BuildContext, Capability, Component, Issue};
+use sluice_engine::registry::{BuildContext, Capability, Component, Issue, OnlineCheck};
 use sluice_engine::units::{parse_bytes, parse_duration};
 use sluice_engine::Result;
 
@@ -354,6 +354,47 @@ impl ParquetSinkConfig {
 }
 
 impl Component for ParquetSinkConfig {
+    fn check_online(&self) -> Vec<OnlineCheck> {
+        let mut checks = Vec::new();
+        if let StoreConfig::S3 {
+            bucket,
+            region,
+            endpoint,
+            encryption,
+            kms_key_id,
+            role,
+        } = &self.store
+        {
+            let prefix = self.prefix.trim_matches('/');
+            let base_key = if prefix.is_empty() {
+                format!("{}/", self.project_id)
+            } else {
+                format!("{prefix}/{}/", self.project_id)
+            };
+            checks.extend(crate::aws::online::check_s3(
+                &self.access(region, endpoint, role),
+                bucket,
+                &base_key,
+                *encryption,
+                kms_key_id.as_deref(),
+            ));
+        }
+        if let CatalogConfig::Glue {
+            database,
+            region,
+            endpoint,
+            role,
+            ..
+        } = &self.catalog
+        {
+            checks.extend(crate::aws::online::check_glue(
+                &self.access(region, endpoint, role),
+                database,
+            ));
+        }
+        checks
+    }
+
     fn validate(&self) -> Vec<Issue> {
         let mut issues = self.roll.parse().err().unwrap_or_default();
         let database = self.catalog.database();
