@@ -33,7 +33,8 @@ start() {
   install
   mkdir -p "$DIR"
   if running; then echo "moto: already running (pid $(cat "$PIDFILE"))"; return; fi
-  ( cd "$DIR"; exec nohup "$ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$DIR/server.log" 2>&1 ) &
+  # Parts from 256 KiB (AWS: 5 MiB), so that tests reach multipart uploads with small files.
+  ( cd "$DIR"; S3_UPLOAD_PART_MIN_SIZE=262144 exec nohup "$ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$DIR/server.log" 2>&1 ) &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 60); do
     if ready; then echo "moto: ready on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; return; fi

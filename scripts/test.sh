@@ -56,7 +56,7 @@ export SLUICE_REQUIRE_AWS=1
 
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --features failpoints --quiet -- -D warnings
 
 step "tests"
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --features failpoints "$@"

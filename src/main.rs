@@ -4,5 +4,6 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    sluice_connectors::failpoints::init();
     sluice::cli::main()
 }

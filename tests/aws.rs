@@ -451,3 +451,144 @@ fn roles_are_assumed_with_the_project_token_as_external_id() {
     }
     check(&endpoint, &inp, "AES256", None);
 }
+
+/// The commit's steps, in order, where a crash is injected (`failpoints` feature).
+#[cfg(feature = "failpoints")]
+const CRASH_POINTS: [&str; 7] = [
+    "lake.commit.begun",
+    "lake.commit.tables-published",
+    "lake.commit.some-objects",
+    "s3.multipart.part",
+    "lake.commit.objects-written",
+    "lake.commit.partitions-published",
+    "lake.commit.done",
+];
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_crash_at_any_step_of_the_commit_then_a_restart_leaves_each_event_once_in_glue() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input(&brokers, dir.path(), "crash");
+    // Parts of 256 KiB (the test server's smallest) so that files go up in several parts.
+    let small_parts = "sinks.lake.store.part_size=256KiB".to_string();
+    for point in CRASH_POINTS {
+        // At the first commit (nothing committed yet), and at the second (on top of a
+        // committed one).
+        for (when, spec) in [("first", "return"), ("second", "1*off->return")] {
+            let case = format!("{point}-{when}").replace('.', "-");
+            aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+            let state = dir.path().join(&case);
+            // One epoch for the multipart case: files big enough for parts. Otherwise
+            // commits of at most 1 MiB held: several per run.
+            let roll = if point == "s3.multipart.part" {
+                "sinks.lake.roll.max_age=1h"
+            } else {
+                "sinks.lake.roll.max_buffer=1MiB"
+            };
+            let extra = [small_parts.clone(), roll.to_string()];
+            let out = s3_run(&brokers, &endpoint, &state, &inp, &case, &extra)
+                .env("FAILPOINTS", format!("{point}={spec}"))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains(&format!("failpoint {point}: crashing")),
+                "{case}: the crash was not injected: {err}"
+            );
+            // Positions live in the commit state, not in Kafka: a new group name resumes
+            // them too, without waiting for the dead member's session to time out.
+            run_to_s3(
+                &brokers,
+                &endpoint,
+                &state,
+                &inp,
+                &format!("{case}-again"),
+                &extra,
+            );
+            check(&endpoint, &inp, "AES256", None);
+        }
+    }
+}
+
+#[test]
+fn sigkill_during_a_run_then_a_restart_leaves_each_event_once_in_glue() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input(&brokers, dir.path(), "sigkill");
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    let extra = ["sinks.lake.roll.max_age=200ms".to_string()];
+    let mut child = s3_run(&brokers, &endpoint, dir.path(), &inp, "sigkill", &extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a commit has landed, in the middle of the next ones.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let committed = || {
+        rusqlite::Connection::open(dir.path().join("state.sqlite"))
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM manifests WHERE stage = 'done'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    while committed() == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing committed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run_to_s3(
+        &brokers,
+        &endpoint,
+        dir.path(),
+        &inp,
+        "sigkill-again",
+        &extra,
+    );
+    check(&endpoint, &inp, "AES256", None);
+}
+
+#[test]
+fn s3_throttling_errors_and_dropped_connections_lose_and_duplicate_nothing() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input(&brokers, dir.path(), "faults");
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    // Of every 8 S3 requests: one throttled, one 500, one connection dropped. Glue is direct.
+    let proxy = faults::fault_proxy(endpoint.trim_start_matches("http://"), 8);
+    run_to_s3(
+        &brokers,
+        &endpoint,
+        dir.path(),
+        &inp,
+        "faults",
+        &[
+            format!("sinks.lake.store.endpoint={}", proxy.url),
+            "sinks.lake.roll.max_buffer=1MiB".into(),
+            "sinks.lake.store.part_size=256KiB".into(),
+        ],
+    );
+    let c = &proxy.counts;
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        n(&c.throttled) > 2 && n(&c.errors) > 2 && n(&c.dropped) > 2,
+        "too few faults to test anything: {} requests",
+        n(&c.requests)
+    );
+    check(&endpoint, &inp, "AES256", None);
+}

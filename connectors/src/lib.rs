@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod catalog;
+pub mod failpoints;
 pub mod file_source;
 pub mod kafka;
 pub mod lake;

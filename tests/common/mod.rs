@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: they run the real `sluice` binary.
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -25,15 +25,18 @@ pub enum Encryption {
     Kms,
 }
 
-/// Objects at and above this size go up in parts.
-const MULTIPART_FROM: usize = 16 << 20;
-const PART_SIZE: usize = 8 << 20;
+/// The part size of multipart uploads unless configured; objects of two parts or more go up
+/// in parts.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// AWS's smallest part (all but the last); S3-compatible stores may accept smaller ones.
+pub const AWS_MIN_PART_SIZE: usize = 5 << 20;
 
 pub struct S3Store {
     client: Client,
     bucket: String,
     encryption: Encryption,
     kms_key_id: Option<String>,
+    part_size: usize,
 }
 
 impl S3Store {
@@ -42,6 +45,7 @@ impl S3Store {
         access: &Access,
         encryption: Encryption,
         kms_key_id: Option<String>,
+        part_size: usize,
     ) -> Result<Self> {
         let sdk = sdk_config(access, "S3")?;
         let region = &access.region;
@@ -55,6 +59,7 @@ impl S3Store {
             bucket: bucket.to_string(),
             encryption,
             kms_key_id,
+            part_size: part_size.max(1),
         };
         // Fail before anything runs when the bucket cannot be reached.
         runtime()?
@@ -97,7 +102,7 @@ impl S3Store {
             .to_string();
         let mut parts = Vec::new();
         let mut result = Ok(());
-        for (i, chunk) in data.chunks(PART_SIZE).enumerate() {
+        for (i, chunk) in data.chunks(self.part_size).enumerate() {
             let n = i as i32 + 1;
             match self
                 .client
@@ -110,12 +115,15 @@ impl S3Store {
                 .send()
                 .await
             {
-                Ok(p) => parts.push(
-                    CompletedPart::builder()
-                        .part_number(n)
-                        .set_e_tag(p.e_tag().map(str::to_string))
-                        .build(),
-                ),
+                Ok(p) => {
+                    parts.push(
+                        CompletedPart::builder()
+                            .part_number(n)
+                            .set_e_tag(p.e_tag().map(str::to_string))
+                            .build(),
+                    );
+                    crate::failpoints::crash_point!("s3.multipart.part");
+                }
                 Err(e) => {
                     result = Err(fail("uploading a part of", describe(&e)));
                     break;
@@ -156,7 +164,7 @@ impl S3Store {
 impl ObjectStore for S3Store {
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         let rt = runtime()?;
-        if data.len() >= MULTIPART_FROM {
+        if data.len() >= 2 * self.part_size {
             return rt.block_on(self.put_multipart(key, data));
         }
         let (sse, kms) = self.sse();

@@ -100,7 +100,15 @@ pub enum StoreConfig {
         /// A role to assume for S3 (`s3_role`), with the project token as external id.
         #[serde(default)]
         role: Option<String>,
+        /// Multipart uploads' part size (objects of two parts or more go up in parts); AWS
+        /// needs at least 5MiB.
+        #[serde(default = "default_part_size")]
+        part_size: String,
     },
+}
+
+fn default_part_size() -> String {
+    "8MiB".into()
 }
 
 /// The catalog.
@@ -311,11 +319,13 @@ impl ParquetSinkConfig {
                 encryption,
                 kms_key_id,
                 role,
+                part_size,
             } => Arc::new(S3Store::open(
                 bucket,
                 &self.access(region, endpoint, role),
                 *encryption,
                 kms_key_id.clone(),
+                parse_bytes(part_size).unwrap_or(crate::aws::s3::DEFAULT_PART_SIZE as u64) as usize,
             )?),
         };
         let catalog: Arc<dyn Catalog> = Arc::new(LocalCatalog::open(self.catalog.state_path())?);
@@ -363,6 +373,7 @@ impl Component for ParquetSinkConfig {
             encryption,
             kms_key_id,
             role,
+            ..
         } = &self.store
         {
             let prefix = self.prefix.trim_matches('/');
@@ -402,9 +413,31 @@ impl Component for ParquetSinkConfig {
             bucket,
             encryption,
             kms_key_id,
+            part_size,
+            endpoint,
             ..
         } = &self.store
         {
+            match parse_bytes(part_size) {
+                Err(m) => issues.push(Issue::at("store.part_size", m, "write e.g. 8MiB")),
+                // An S3-compatible store (a custom endpoint) may take smaller parts.
+                Ok(n)
+                    if n < crate::aws::s3::AWS_MIN_PART_SIZE as u64
+                        && endpoint.as_deref().is_none_or(str::is_empty) =>
+                {
+                    issues.push(Issue::at(
+                        "store.part_size",
+                        format!("`{part_size}` is below S3's smallest part, 5MiB"),
+                        "write 5MiB or more",
+                    ))
+                }
+                Ok(0) => issues.push(Issue::at(
+                    "store.part_size",
+                    "the part size must be above zero",
+                    "write e.g. 8MiB",
+                )),
+                Ok(_) => {}
+            }
             if bucket.is_empty() || bucket.contains('/') {
                 issues.push(Issue::at(
                     "store.bucket",

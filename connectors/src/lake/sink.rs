@@ -12,6 +12,7 @@
 //! positions already committed are dropped on arrival, so re-reading after a crash writes
 //! each event once.
 
+use crate::failpoints::crash_point;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -402,6 +403,7 @@ impl LakeSink {
             .ds
             .catalog
             .begin_commit(&self.sink_id, &self.worker, &touched)?;
+        crash_point!("lake.commit.begun");
         let keys: Vec<(i64, i32)> = self.windows.keys().copied().collect();
         for k in keys {
             self.seal(k)?;
@@ -430,10 +432,12 @@ impl LakeSink {
         self.ds.catalog.plan_objects(manifest, &objects)?;
 
         self.publish_tables()?;
+        crash_point!("lake.commit.tables-published");
         let mut bytes_written = 0u64;
         for (s, key) in self.sealed.iter().zip(&objects) {
             self.ds.store.put(key, &s.bytes)?;
             bytes_written += s.bytes.len() as u64;
+            crash_point!("lake.commit.some-objects");
         }
         if let Some(k) = &dead_key {
             let mut text = String::new();
@@ -467,6 +471,7 @@ impl LakeSink {
         self.ds
             .catalog
             .set_stage(manifest, CommitStage::ObjectsWritten)?;
+        crash_point!("lake.commit.objects-written");
         self.write_name_mapping()?;
 
         let days: std::collections::BTreeMap<(i64, i32), &str> = self
@@ -483,6 +488,7 @@ impl LakeSink {
             })
             .collect();
         self.publish_partitions(&parts)?;
+        crash_point!("lake.commit.partitions-published");
         let mut positions = Vec::new();
         for (p, next) in &self.progress {
             let (source, key) = self
@@ -520,6 +526,7 @@ impl LakeSink {
             Err(e) => return Err(e),
         }
 
+        crash_point!("lake.commit.done");
         // Committed: account for it.
         for s in &self.sealed {
             self.stats.add_rows(&self.name, &s.table, s.rows as u64);
