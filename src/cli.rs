@@ -322,7 +322,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
                 Format::Csv => OutputFormat::Csv,
                 Format::Json => OutputFormat::Json,
             };
-            let out = run_sql(ds.catalog, ds.store, &ds.database, &sql, fmt)?;
+            let out = run_sql(ds.catalog, ds.store, ds.publisher, &ds.database, &sql, fmt)?;
             println!("{}", out.trim_end());
             Ok(ExitCode::SUCCESS)
         }

@@ -4,6 +4,10 @@
 //! before a column existed read it as NULL), its `mp_date` partitions from the catalog's
 //! partition list, and filters on `mp_date` prune partitions before any file is listed, as
 //! Athena does with Glue partitions.
+//!
+//! With Glue, tables, columns and partitions are Glue's, as Athena reads them: the query sees
+//! what readers see. Files in S3 are fetched (only those of the partitions the query keeps)
+//! and read from memory.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,24 +28,46 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
 
 use sluice_engine::{EngineError, Result};
 
-use crate::catalog::{Catalog, CatalogTable};
+use crate::catalog::{Catalog, CatalogTable, Partition, Publisher};
 use crate::lake::arrow_schema;
 use crate::store::ObjectStore;
 
 /// The partition column.
 pub const PARTITION_COLUMN: &str = "mp_date";
 
+/// Where a table's partitions are listed.
+pub enum PartitionList {
+    /// Asked from the catalog at each scan.
+    Catalog(Arc<dyn Catalog>),
+    /// Read beforehand (from Glue).
+    Listed(Vec<Partition>),
+}
+
+/// How files are read: in place on the local disk, or fetched from the store into memory.
+#[derive(Clone)]
+enum Files {
+    Local,
+    Fetched {
+        memory: Arc<InMemory>,
+        url: ObjectStoreUrl,
+    },
+}
+
 /// A catalog table as DataFusion sees it.
 pub struct LakeTable {
     table: CatalogTable,
     file_schema: SchemaRef,
     schema: SchemaRef,
-    catalog: Arc<dyn Catalog>,
+    partitions: PartitionList,
     store: Arc<dyn ObjectStore>,
     base_url: String,
+    files: Files,
 }
 
 impl fmt::Debug for LakeTable {
@@ -51,10 +77,11 @@ impl fmt::Debug for LakeTable {
 }
 
 impl LakeTable {
-    pub fn new(
+    fn new(
         table: CatalogTable,
-        catalog: Arc<dyn Catalog>,
+        partitions: PartitionList,
         store: Arc<dyn ObjectStore>,
+        files: Files,
     ) -> Self {
         let file_schema = arrow_schema(&table.def);
         let mut fields: Vec<Field> = file_schema
@@ -68,9 +95,10 @@ impl LakeTable {
             table,
             file_schema,
             schema: Arc::new(Schema::new(fields)),
-            catalog,
+            partitions,
             store,
             base_url,
+            files,
         }
     }
 
@@ -128,7 +156,12 @@ impl TableProvider for LakeTable {
                 self.table.def.name, self.table.format
             )));
         }
-        let mut partitions = self.catalog.partitions(self.table.def.id).map_err(df_err)?;
+        let mut partitions = match &self.partitions {
+            PartitionList::Catalog(c) => {
+                off_runtime(|| c.partitions(self.table.def.id)).map_err(df_err)?
+            }
+            PartitionList::Listed(l) => l.clone(),
+        };
         let pruning: Vec<Expr> = filters
             .iter()
             .filter(|f| only_partition_column(f))
@@ -172,15 +205,26 @@ impl TableProvider for LakeTable {
                     p.value, self.table.def.name, p.location, self.base_url
                 )));
             };
-            for (k, size) in self.store.list(&key).map_err(df_err)? {
+            for (k, size) in off_runtime(|| self.store.list(&key)).map_err(df_err)? {
                 if !k.ends_with(".parquet") {
                     continue;
                 }
-                let url = self.store.url(&k);
-                let path = url
-                    .trim_start_matches("file://")
-                    .trim_start_matches('/')
-                    .to_string();
+                let path = match &self.files {
+                    Files::Local => self
+                        .store
+                        .url(&k)
+                        .trim_start_matches("file://")
+                        .trim_start_matches('/')
+                        .to_string(),
+                    Files::Fetched { memory, .. } => {
+                        let bytes = off_runtime(|| self.store.get(&k)).map_err(df_err)?;
+                        memory
+                            .put(&ObjectPath::from(k.as_str()), PutPayload::from(bytes))
+                            .await
+                            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                        k.clone()
+                    }
+                };
                 files.push(PartitionedFile::new(path, size).with_partition_values(vec![
                     datafusion::scalar::ScalarValue::Utf8(Some(p.value.clone())),
                 ]));
@@ -210,7 +254,11 @@ impl TableProvider for LakeTable {
             }
             g.into_iter().map(FileGroup::new).collect()
         };
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+        let store_url = match &self.files {
+            Files::Local => ObjectStoreUrl::local_filesystem(),
+            Files::Fetched { url, .. } => url.clone(),
+        };
+        let config = FileScanConfigBuilder::new(store_url, source)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
@@ -227,13 +275,25 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Runs `sql` over every table of the dataset and renders the result.
+/// Runs a blocking store or catalog call on a thread of its own: the S3 and Glue clients
+/// block on their own runtime, which cannot happen on one of the query's threads.
+fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|_| Err(EngineError::Internal("a store call panicked".into())))
+    })
+}
+
+/// Runs `sql` over every table of the dataset and renders the result. With `published`
+/// (Glue), tables and partitions are the published ones; otherwise the catalog's.
 ///
 /// # Errors
 /// SQL errors, with the tables that exist when a table is unknown.
 pub fn run_sql(
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn ObjectStore>,
+    published: Option<Arc<dyn Publisher>>,
     database: &str,
     sql: &str,
     format: OutputFormat,
@@ -245,13 +305,34 @@ pub fn run_sql(
         .map_err(|e| EngineError::external("starting the query runtime", e))?;
     rt.block_on(async move {
         let ctx = SessionContext::new();
-        let tables = catalog.tables(database)?;
-        let names: Vec<String> = tables.iter().map(|t| t.def.name.clone()).collect();
-        for t in tables {
+        let base = store.url("");
+        let files = if base.starts_with("file://") {
+            Files::Local
+        } else {
+            // `s3://bucket/`: files of the scanned partitions are fetched into memory.
+            let root = base.trim_end_matches('/');
+            let url = ObjectStoreUrl::parse(root)
+                .map_err(|e| EngineError::Internal(format!("store URL {root}: {e}")))?;
+            let memory = Arc::new(InMemory::new());
+            ctx.register_object_store(url.as_ref(), memory.clone());
+            Files::Fetched { memory, url }
+        };
+        let tables: Vec<(CatalogTable, PartitionList)> = match &published {
+            Some(p) => off_runtime(|| p.read_tables())?
+                .into_iter()
+                .map(|(t, parts)| (t, PartitionList::Listed(parts)))
+                .collect(),
+            None => off_runtime(|| catalog.tables(database))?
+                .into_iter()
+                .map(|t| (t, PartitionList::Catalog(catalog.clone())))
+                .collect(),
+        };
+        let names: Vec<String> = tables.iter().map(|t| t.0.def.name.clone()).collect();
+        for (t, parts) in tables {
             let name = t.def.name.clone();
             ctx.register_table(
                 &name,
-                Arc::new(LakeTable::new(t, catalog.clone(), store.clone())),
+                Arc::new(LakeTable::new(t, parts, store.clone(), files.clone())),
             )
             .map_err(|e| EngineError::Internal(format!("registering {name}: {e}")))?;
         }

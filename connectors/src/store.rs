@@ -13,6 +13,8 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes `key`; deleting a missing key is not an error.
     fn delete(&self, key: &str) -> Result<()>;
     fn exists(&self, key: &str) -> Result<bool>;
+    /// The whole object.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
     /// Objects under `prefix` (a folder ending in `/`), with their sizes.
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
     /// The URL of a key or folder, as catalogs record locations.
@@ -76,6 +78,11 @@ impl ObjectStore for LocalStore {
 
     fn exists(&self, key: &str) -> Result<bool> {
         Ok(self.path(key).is_file())
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let path = self.path(key);
+        std::fs::read(&path).context(|| format!("reading {}", path.display()))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {

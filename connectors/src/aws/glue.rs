@@ -9,7 +9,8 @@ use sluice_engine::batch::TypeClass;
 use sluice_engine::{EngineError, Result};
 
 use super::{runtime, sdk_config, Access};
-use crate::catalog::{CatalogTable, Publisher};
+use crate::catalog::{CatalogTable, Partition, Publisher};
+use sluice_engine::component::{ColumnDef, TableDef};
 
 pub struct GluePublisher {
     client: Client,
@@ -182,6 +183,104 @@ impl Publisher for GluePublisher {
             format!("Glue table {name}"),
             "it kept changing under concurrent updates".to_string(),
         ))
+    }
+
+    fn read_tables(&self) -> Result<Vec<(CatalogTable, Vec<Partition>)>> {
+        let rt = runtime()?;
+        let fail = |what: &str, e: String| {
+            EngineError::external(format!("Glue {what} in {}", self.database), e)
+        };
+        let mut glue_tables = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = rt
+                .block_on(
+                    self.client
+                        .get_tables()
+                        .database_name(&self.database)
+                        .set_next_token(token.take())
+                        .send(),
+                )
+                .map_err(|e| fail("GetTables", e.to_string()))?;
+            glue_tables.extend(page.table_list().iter().cloned());
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        let mut out = Vec::new();
+        for (i, t) in glue_tables.into_iter().enumerate() {
+            let name = t.name().to_string();
+            let Some(sd) = t.storage_descriptor() else {
+                continue;
+            };
+            if !name.starts_with(&self.table_prefix) {
+                continue;
+            }
+            let columns = sd
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(n, c)| ColumnDef {
+                    ordinal: n as u32,
+                    name: c.name().to_string(),
+                    class: match c.r#type().unwrap_or("string") {
+                        "double" => TypeClass::Number,
+                        "boolean" => TypeClass::Boolean,
+                        "timestamp" | "bigint" if c.name() == "time" => TypeClass::Timestamp,
+                        _ => TypeClass::String,
+                    },
+                    source: None,
+                })
+                .collect();
+            let format = t
+                .parameters()
+                .and_then(|p| p.get("classification"))
+                .cloned()
+                .unwrap_or_else(|| "parquet".into());
+            let table = CatalogTable {
+                def: TableDef {
+                    id: i as i64,
+                    name: name.clone(),
+                    source_event: None,
+                    columns,
+                },
+                location: sd.location().unwrap_or_default().to_string(),
+                format,
+            };
+            let mut parts = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = rt
+                    .block_on(
+                        self.client
+                            .get_partitions()
+                            .database_name(&self.database)
+                            .table_name(&name)
+                            .set_next_token(token.take())
+                            .send(),
+                    )
+                    .map_err(|e| fail(&format!("GetPartitions of {name}"), e.to_string()))?;
+                for p in page.partitions() {
+                    if let (Some(v), Some(loc)) = (
+                        p.values().first(),
+                        p.storage_descriptor().and_then(|d| d.location()),
+                    ) {
+                        parts.push(Partition {
+                            value: v.clone(),
+                            location: loc.to_string(),
+                        });
+                    }
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            parts.sort_by(|a, b| a.value.cmp(&b.value));
+            out.push((table, parts));
+        }
+        Ok(out)
     }
 
     fn publish_partitions(&self, t: &CatalogTable, parts: &[(String, String)]) -> Result<()> {

@@ -77,6 +77,9 @@ pub trait Publisher: Send + Sync {
     /// Registers `(mp_date value, location)` partitions; existing ones are kept (or updated
     /// when their location changed).
     fn publish_partitions(&self, table: &CatalogTable, parts: &[(String, String)]) -> Result<()>;
+    /// The tables as published (names, columns, formats, locations) and their partitions:
+    /// what query engines reading this catalog see.
+    fn read_tables(&self) -> Result<Vec<(CatalogTable, Vec<Partition>)>>;
 }
 
 /// Everything the sink and `sluice query` need from a catalog.
