@@ -243,10 +243,24 @@ fn two_workers_in_one_group_split_the_partitions_and_match_one_worker() {
     let inp = input(&b);
     let base = baseline(&b);
     let dir = tempfile::tempdir().unwrap();
-    let a = spawn(dir.path(), &b, &inp.topic, "pair");
-    let c = spawn(dir.path(), &b, &inp.topic, "pair");
-    wait_ok(a);
-    wait_ok(c);
+    let verbose = |dir: &Path| {
+        let mut c = sluice();
+        c.args(["run", T, "--no-progress", "--until-caught-up", "-v"])
+            .args(sets(dir, &b, &inp.topic, "pair"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let a = verbose(dir.path());
+    let c = verbose(dir.path());
+    for (who, w) in [("first", a), ("second", c)] {
+        let out = assert_ok(w.wait_with_output().unwrap());
+        // Shown when the test fails: assignments, handovers, fencing, commits.
+        println!(
+            "--- {who} worker:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     check_exactly_once(dir.path(), inp);
     assert!(rows(dir.path()) == base.1, "two workers differ from one");
     assert_eq!(dead(dir.path()), base.2);

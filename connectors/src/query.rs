@@ -304,7 +304,10 @@ pub fn run_sql(
         .build()
         .map_err(|e| EngineError::external("starting the query runtime", e))?;
     rt.block_on(async move {
-        let ctx = SessionContext::new();
+        // `SHOW TABLES` and `information_schema` list the dataset's tables.
+        let ctx = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_information_schema(true),
+        );
         let base = store.url("");
         let files = if base.starts_with("file://") {
             Files::Local

@@ -79,6 +79,10 @@ pub trait Sink: Send {
     fn poll_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(200)
     }
+    /// The process is near its memory budget: commit what is held now, if anything.
+    fn relieve_memory(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The input ended (or the run is stopping): commit everything held.
     fn finish(&mut self) -> Result<()>;
 }

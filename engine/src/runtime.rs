@@ -451,6 +451,10 @@ pub fn run(
         }
     }
     drop(senders);
+    let high_water = crate::units::parse_bytes(&topology.runtime.memory_budget).map_err(|m| {
+        EngineError::config(format!("runtime.memory_budget: {m}"), "write e.g. 1GiB")
+    })? / 4
+        * 3;
     for (name, mut sink) in sinks {
         let Some(input) = sink_inputs.remove(&name) else {
             continue;
@@ -459,6 +463,7 @@ pub fn run(
         handles.push(spawn(&format!("sink-{name}"), move || {
             let every = sink.poll_interval();
             let mut next_poll = Instant::now() + every;
+            let mut next_memory_check = Instant::now();
             loop {
                 let now = Instant::now();
                 let wait = next_poll.saturating_duration_since(now);
@@ -473,6 +478,18 @@ pub fn run(
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
                 let now = Instant::now();
+                if now >= next_memory_check {
+                    next_memory_check = now + MEMORY_CHECK_EVERY;
+                    if resident_bytes().is_some_and(|rss| rss >= high_water) {
+                        tracing::debug!(sink = %name, "near the memory budget: committing early");
+                        metrics::counter!("sluice_memory_flushes_total", "sink" => name.clone())
+                            .increment(1);
+                        if let Err(e) = sink.relieve_memory() {
+                            control.fail(e);
+                            return;
+                        }
+                    }
+                }
                 if now >= next_poll {
                     next_poll = now + every;
                     if let Err(e) = sink.poll(now) {
@@ -585,4 +602,15 @@ fn placed(e: EngineError, n: &crate::topology::NodeSpec) -> EngineError {
         }
         other => other,
     }
+}
+
+/// How often a sink thread looks at the process's resident memory.
+const MEMORY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The process's resident set, from `/proc/self/status` (Linux); `None` elsewhere.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -35,6 +35,15 @@ use crate::store::ObjectStore;
 /// Looked up once per event: a fast non-cryptographic hasher.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// What names a file: where its rows start, and its window.
+struct FileMeta {
+    first: sluice_engine::Position,
+    seq: u32,
+    table_id: i64,
+    date: i32,
+    table: String,
+}
+
 struct Sealed {
     first: sluice_engine::Position,
     seq: u32,
@@ -197,14 +206,14 @@ impl LakeSink {
 
     /// Before files that use them are written, the published catalog (Glue) gets every column
     /// the registry has for the tables of this epoch.
-    fn publish_tables(&mut self) -> Result<()> {
+    fn publish_tables(&mut self, touched: &std::collections::HashSet<i64>) -> Result<()> {
         let Some(publisher) = self.ds.publisher.clone() else {
             return Ok(());
         };
-        // The registry's definition (`defs`) covers every column the sealed files use.
-        let stale = self.sealed.iter().any(|s| {
-            let used = self.defs.get(&s.table_id).map(|d| d.0.columns.len());
-            match (self.published_columns.get(&s.table_id), used) {
+        // The registry's definition (`defs`) covers every column the epoch's files use.
+        let stale = touched.iter().any(|id| {
+            let used = self.defs.get(id).map(|d| d.0.columns.len());
+            match (self.published_columns.get(id), used) {
                 (Some(have), Some(used)) => *have < used,
                 _ => true,
             }
@@ -212,8 +221,6 @@ impl LakeSink {
         if !stale {
             return Ok(());
         }
-        let touched: std::collections::HashSet<i64> =
-            self.sealed.iter().map(|s| s.table_id).collect();
         for t in self.ds.catalog.tables(&self.ds.database)? {
             if touched.contains(&t.def.id) {
                 publisher.publish_table(&t)?;
@@ -329,7 +336,7 @@ impl LakeSink {
 
     /// The deterministic key of a data file (SPEC §7.1, §12 D8):
     /// `full_day-<manifest>-<partition number>-<first offset>-<seq>.parquet` in the day folder.
-    fn object_key(&mut self, s: &Sealed, manifest: i64) -> Result<String> {
+    fn object_key(&mut self, s: &FileMeta, manifest: i64) -> Result<String> {
         let pnum = match self.partition_numbers.get(&s.first.partition) {
             Some(n) => *n,
             None => {
@@ -350,10 +357,20 @@ impl LakeSink {
         ))
     }
 
+    /// Closes a window's file on size: encoded now, stored at the commit.
     fn seal(&mut self, key: (i64, i32)) -> Result<()> {
+        if let Some(s) = self.encode(key)? {
+            self.sealed.push(s);
+        }
+        Ok(())
+    }
+
+    /// Encodes a window's rows into a file and empties the window; `None` when it has none.
+    fn encode(&mut self, key: (i64, i32)) -> Result<Option<Sealed>> {
         let Some(mut w) = self.windows.remove(&key) else {
-            return Ok(());
+            return Ok(None);
         };
+        let mut out = None;
         if w.rows > 0 {
             let entry = self.def(key.0, 0)?;
             let def = &entry.0;
@@ -366,7 +383,7 @@ impl LakeSink {
                 DataFormat::Parquet => w.encode(def, self.compression)?,
                 DataFormat::Json => w.encode_json(def)?,
             };
-            self.sealed.push(Sealed {
+            out = Some(Sealed {
                 first,
                 seq,
                 bytes,
@@ -377,7 +394,7 @@ impl LakeSink {
             });
         }
         self.windows.insert(key, w);
-        Ok(())
+        Ok(out)
     }
 
     fn has_work(&self) -> bool {
@@ -404,16 +421,47 @@ impl LakeSink {
             .catalog
             .begin_commit(&self.sink_id, &self.worker, &touched)?;
         crash_point!("lake.commit.begun");
-        let keys: Vec<(i64, i32)> = self.windows.keys().copied().collect();
-        for k in keys {
-            self.seal(k)?;
+        // The epoch's files: those sealed on size, then one per open window. Every key is
+        // planned before any object is stored; open windows are encoded and stored one at a
+        // time, so that a commit of many windows never holds all their files at once.
+        let mut open: Vec<(i64, i32)> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| w.rows > 0)
+            .map(|(k, _)| *k)
+            .collect();
+        open.sort_unstable();
+        let mut files: Vec<FileMeta> = self
+            .sealed
+            .iter()
+            .map(|s| FileMeta {
+                first: s.first,
+                seq: s.seq,
+                table_id: s.table_id,
+                date: s.date,
+                table: s.table.clone(),
+            })
+            .collect();
+        for k in &open {
+            let def_name = self.def(k.0, 0)?.0.name.clone();
+            let w = self
+                .windows
+                .get(k)
+                .ok_or_else(|| EngineError::Internal("an open window vanished".into()))?;
+            files.push(FileMeta {
+                first: w
+                    .first
+                    .ok_or_else(|| EngineError::Internal("window without a first row".into()))?,
+                seq: w.seq,
+                table_id: k.0,
+                date: k.1,
+                table: def_name,
+            });
         }
-        let sealed = std::mem::take(&mut self.sealed);
-        let mut objects = Vec::with_capacity(sealed.len() + 1);
-        for s in &sealed {
-            objects.push(self.object_key(s, manifest)?);
+        let mut objects = Vec::with_capacity(files.len() + 1);
+        for f in &files {
+            objects.push(self.object_key(f, manifest)?);
         }
-        self.sealed = sealed;
         let dead_key = if self.dead.is_empty() || self.dead_topic.is_some() {
             None
         } else {
@@ -431,12 +479,31 @@ impl LakeSink {
         };
         self.ds.catalog.plan_objects(manifest, &objects)?;
 
-        self.publish_tables()?;
+        self.publish_tables(&files.iter().map(|f| f.table_id).collect())?;
         crash_point!("lake.commit.tables-published");
         let mut bytes_written = 0u64;
-        for (s, key) in self.sealed.iter().zip(&objects) {
+        let mut rows_written: Vec<(String, usize)> = Vec::with_capacity(files.len());
+        let sealed = std::mem::take(&mut self.sealed);
+        let mut keys = objects.iter();
+        for s in sealed {
+            let key = keys
+                .next()
+                .ok_or_else(|| EngineError::Internal("more files than keys".into()))?;
             self.ds.store.put(key, &s.bytes)?;
             bytes_written += s.bytes.len() as u64;
+            rows_written.push((s.table, s.rows));
+            crash_point!("lake.commit.some-objects");
+        }
+        for k in open {
+            let key = keys
+                .next()
+                .ok_or_else(|| EngineError::Internal("more files than keys".into()))?;
+            let s = self
+                .encode(k)?
+                .ok_or_else(|| EngineError::Internal("an open window had no rows".into()))?;
+            self.ds.store.put(key, &s.bytes)?;
+            bytes_written += s.bytes.len() as u64;
+            rows_written.push((s.table, s.rows));
             crash_point!("lake.commit.some-objects");
         }
         if let Some(k) = &dead_key {
@@ -474,10 +541,9 @@ impl LakeSink {
         crash_point!("lake.commit.objects-written");
         self.write_name_mapping()?;
 
-        let days: std::collections::BTreeMap<(i64, i32), &str> = self
-            .sealed
+        let days: std::collections::BTreeMap<(i64, i32), &str> = files
             .iter()
-            .map(|s| ((s.table_id, s.date), s.table.as_str()))
+            .map(|f| ((f.table_id, f.date), f.table.as_str()))
             .collect();
         let parts: Vec<NewPartition> = days
             .into_iter()
@@ -528,12 +594,12 @@ impl LakeSink {
 
         crash_point!("lake.commit.done");
         // Committed: account for it.
-        for s in &self.sealed {
-            self.stats.add_rows(&self.name, &s.table, s.rows as u64);
-            metrics::counter!("sluice_sink_rows_total", "sink" => self.name.clone(), "table" => s.table.clone())
-                .increment(s.rows as u64);
+        for (table, rows) in &rows_written {
+            self.stats.add_rows(&self.name, table, *rows as u64);
+            metrics::counter!("sluice_sink_rows_total", "sink" => self.name.clone(), "table" => table.clone())
+                .increment(*rows as u64);
         }
-        let files = self.sealed.len() as u64 + u64::from(dead_key.is_some());
+        let files = rows_written.len() as u64 + u64::from(dead_key.is_some());
         RunStats::add(&self.stats.files_written, files);
         RunStats::add(&self.stats.bytes_written, bytes_written);
         RunStats::add(&self.stats.dead_letters, self.dead.len() as u64);
@@ -552,7 +618,7 @@ impl LakeSink {
             sink = %self.name,
             manifest,
             files,
-            rows = self.sealed.iter().map(|s| s.rows).sum::<usize>(),
+            rows = rows_written.iter().map(|r| r.1).sum::<usize>(),
             dead_letters = self.dead.len(),
             "committed"
         );
@@ -692,6 +758,10 @@ impl Sink for LakeSink {
             }
         }
         Ok(())
+    }
+
+    fn relieve_memory(&mut self) -> Result<()> {
+        self.commit()
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -47,6 +47,9 @@ enum Builder {
     Time(TimestampMicrosecondBuilder),
 }
 
+/// Rows a column's buffers hold before they first grow.
+const FIRST_ROWS: usize = 16;
+
 struct Column {
     b: Builder,
     len: usize,
@@ -54,13 +57,16 @@ struct Column {
 
 impl Column {
     fn new(class: TypeClass) -> Self {
+        // Small first: a sink may hold thousands of (table, day) windows, most of them with
+        // few rows, and Arrow's default (1,024 rows) would cost some 8 KiB per column each.
+        // Buffers double as they fill.
         let b = match class {
-            TypeClass::String => Builder::Str(StringBuilder::new()),
-            TypeClass::Number => Builder::Num(Float64Builder::new()),
-            TypeClass::Boolean => Builder::Bool(BooleanBuilder::new()),
-            TypeClass::Timestamp => {
-                Builder::Time(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
-            }
+            TypeClass::String => Builder::Str(StringBuilder::with_capacity(FIRST_ROWS, 512)),
+            TypeClass::Number => Builder::Num(Float64Builder::with_capacity(FIRST_ROWS)),
+            TypeClass::Boolean => Builder::Bool(BooleanBuilder::with_capacity(FIRST_ROWS)),
+            TypeClass::Timestamp => Builder::Time(
+                TimestampMicrosecondBuilder::with_capacity(FIRST_ROWS).with_timezone("UTC"),
+            ),
         };
         Column { b, len: 0 }
     }

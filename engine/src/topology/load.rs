@@ -225,7 +225,19 @@ pub fn load_str(
     let runtime = match top.get_node("runtime") {
         None => RuntimeConfig::default(),
         Some(n) => match marked_yaml::from_node::<RuntimeConfig>(n) {
-            Ok(r) => r,
+            Ok(r) => {
+                match crate::units::parse_bytes(&r.memory_budget) {
+                    Ok(b) if b >= 16 << 20 => {}
+                    Ok(_) => cx.problem(
+                        n.span(),
+                        "runtime",
+                        format!("memory_budget `{}` is below 16MiB", r.memory_budget),
+                        "write e.g. 1GiB",
+                    ),
+                    Err(m) => cx.problem(n.span(), "runtime", m, "write e.g. 1GiB or 512MiB"),
+                }
+                r
+            }
             Err(e) => {
                 let span = e
                     .start_mark()

@@ -40,6 +40,15 @@ pub struct RuntimeConfig {
     /// Batches in flight on each channel; with the batch size, bounds memory.
     #[serde(default = "default_channel_capacity")]
     pub channel_capacity: usize,
+    /// The process's memory budget (resident set). Above 3/4 of it, sinks commit what they
+    /// hold early, so that many open windows flush instead of growing until the OS kills the
+    /// process.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget: String,
+}
+
+fn default_memory_budget() -> String {
+    "1GiB".into()
 }
 
 fn default_batch_size() -> usize {
@@ -55,6 +64,7 @@ impl Default for RuntimeConfig {
             workers: 0,
             batch_size: default_batch_size(),
             channel_capacity: default_channel_capacity(),
+            memory_budget: default_memory_budget(),
         }
     }
 }
