@@ -67,7 +67,11 @@ fn rows(out: &Path) -> usize {
             .args(lake_sets(out))
             .arg("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"),
     );
-    let names: Vec<String> = stdout(&tables).lines().skip(1).map(str::to_string).collect();
+    let names: Vec<String> = stdout(&tables)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
     assert!(names.len() > 30, "multischema tables: {names:?}");
     let sql = names
         .iter()

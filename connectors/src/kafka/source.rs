@@ -332,6 +332,9 @@ struct State {
     /// First-assignment ends, kept across rebalances.
     ends: HashMap<(String, i32), i64>,
     assigned_once: bool,
+    /// Between an eager revocation and the assignment that follows it: what this worker will
+    /// hold is not known yet, so it cannot be caught up.
+    rebalancing: bool,
     error: Option<EngineError>,
     /// The key of the message being buffered, kept to reuse its allocation.
     lookup: (String, i32),
@@ -372,6 +375,7 @@ impl Shared {
         let mut out = TopicPartitionList::new();
         let mut st = self.state();
         st.assigned_once = true;
+        st.rebalancing = false;
         for ((topic, p), key) in parts.into_iter().zip(keys) {
             let claim = claims.get(&key).copied().unwrap_or_default();
             let released = st.released.remove(&(topic.clone(), p));
@@ -470,6 +474,9 @@ impl Shared {
         let mut targets: Vec<(String, i64)> = Vec::new();
         {
             let mut st = self.state();
+            // An eager revocation (everything) is always followed by an assignment; an
+            // incremental one may not be.
+            st.rebalancing = !cooperative(consumer);
             for k in &revoked {
                 if let Some(part) = st.assigned.remove(k) {
                     // Unsent messages are dropped: the next owner reads them.
@@ -569,7 +576,11 @@ impl ConsumerContext for Ctx {
             }
             other => {
                 tracing::error!(?other, "rebalance failed; leaving the assignment");
-                self.shared.state().assigned.clear();
+                let mut st = self.shared.state();
+                st.assigned.clear();
+                // The group assigns again once rejoined.
+                st.rebalancing = true;
+                drop(st);
                 let _ = consumer.unassign();
             }
         }
@@ -700,7 +711,7 @@ impl KafkaSource {
     fn caught_up(&self) -> Result<bool> {
         let (consumer, shared) = self.parts()?;
         let st = shared.state();
-        if !st.assigned_once {
+        if !st.assigned_once || st.rebalancing {
             return Ok(false);
         }
         let positions = if st.assigned.is_empty() {
