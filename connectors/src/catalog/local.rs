@@ -588,6 +588,22 @@ impl Catalog for LocalCatalog {
                         p.partition, p.source
                     )));
                 }
+                let current: u64 = tx
+                    .query_row(
+                        "SELECT next_offset FROM positions WHERE sink = ?1 AND source = ?2 AND partition = ?3",
+                        params![sink, p.source, p.partition],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()
+                    .map_err(db_err("reading a position"))?
+                    .map_or(0, |v| v as u64);
+                if current != p.expected {
+                    return Err(EngineError::Fenced(format!(
+                        "partition {} of `{}` was committed up to {current} since this epoch \
+                         started from {}",
+                        p.partition, p.source, p.expected
+                    )));
+                }
             }
             let ts = now();
             for p in partitions {
@@ -711,12 +727,46 @@ impl Catalog for LocalCatalog {
 mod tests {
     use super::*;
 
-    fn pos(p: &str, next: u64) -> SourcePosition {
+    fn pos(p: &str, expected: u64, next: u64) -> SourcePosition {
         SourcePosition {
             source: "src".into(),
             partition: p.into(),
+            expected,
             next_offset: next,
         }
+    }
+
+    #[test]
+    fn an_epoch_read_before_someone_else_committed_the_partition_cannot_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = LocalCatalog::open(&dir.path().join("c.sqlite")).unwrap();
+        let t0 = vec!["t/0".to_string()];
+        let key = [("src".to_string(), "t/0".to_string())];
+        cat.claim("sink", "A", "src", &t0).unwrap();
+        let m1 = cat.begin_commit("sink", "A", &key).unwrap();
+        cat.finish_commit(m1, "sink", "A", &[], &[pos("t/0", 0, 10)])
+            .unwrap();
+        // A holds an epoch of offsets 10.. when B takes t/0 and commits up to 30.
+        cat.claim("sink", "B", "src", &t0).unwrap();
+        let m2 = cat.begin_commit("sink", "B", &key).unwrap();
+        cat.finish_commit(m2, "sink", "B", &[], &[pos("t/0", 10, 30)])
+            .unwrap();
+        // A gets t/0 back: it owns it again, but its epoch started from 10.
+        let (claims, _) = cat.claim("sink", "A", "src", &t0).unwrap();
+        assert!(!claims["t/0"].continued);
+        assert_eq!(claims["t/0"].next_offset, Some(30));
+        let m3 = cat.begin_commit("sink", "A", &key).unwrap();
+        let err = cat
+            .finish_commit(m3, "sink", "A", &[], &[pos("t/0", 10, 25)])
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Fenced(_)), "{err}");
+        assert_eq!(
+            cat.positions("sink").unwrap()[&("src".into(), "t/0".into())],
+            30
+        );
+        // From the committed position it may.
+        cat.finish_commit(m3, "sink", "A", &[], &[pos("t/0", 30, 40)])
+            .unwrap();
     }
 
     #[test]
@@ -737,7 +787,7 @@ mod tests {
         let m1 = cat
             .begin_commit("sink", "A", &[("src".into(), "t/0".into())])
             .unwrap();
-        cat.finish_commit(m1, "sink", "A", &[], &[pos("t/0", 10)])
+        cat.finish_commit(m1, "sink", "A", &[], &[pos("t/0", 0, 10)])
             .unwrap();
 
         // A claims again (an eager rebalance gave it the same partitions): it continues.
@@ -774,7 +824,13 @@ mod tests {
 
         // A's commit is refused and changes nothing.
         let err = cat
-            .finish_commit(m2, "sink", "A", &[], &[pos("t/0", 20), pos("t/1", 5)])
+            .finish_commit(
+                m2,
+                "sink",
+                "A",
+                &[],
+                &[pos("t/0", 10, 20), pos("t/1", 0, 5)],
+            )
             .unwrap_err();
         assert!(matches!(err, EngineError::Fenced(_)), "{err}");
         let p = cat.positions("sink").unwrap();
@@ -785,7 +841,7 @@ mod tests {
         let m3 = cat
             .begin_commit("sink", "A", &[("src".into(), "t/0".into())])
             .unwrap();
-        cat.finish_commit(m3, "sink", "A", &[], &[pos("t/0", 20)])
+        cat.finish_commit(m3, "sink", "A", &[], &[pos("t/0", 10, 20)])
             .unwrap();
         // A claim by B of t/0 does not hand over A's finished commits.
         let (claims, orphans) = cat.claim("sink", "B", "src", &["t/0".to_string()]).unwrap();

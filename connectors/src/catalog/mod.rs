@@ -66,6 +66,10 @@ pub struct NewPartition {
 pub struct SourcePosition {
     pub source: String,
     pub partition: String,
+    /// The committed position the epoch started from (0 when none): the commit is refused
+    /// unless the catalog still holds it, so an epoch read before someone else committed the
+    /// partition can never commit it twice.
+    pub expected: u64,
     pub next_offset: u64,
 }
 

@@ -14,7 +14,7 @@
 
 use crate::failpoints::crash_point;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sluice_engine::batch::{Batch, DeadLetter};
@@ -71,6 +71,7 @@ pub struct LakeSink {
     progress: FastMap<u32, u64>,
     /// Committed positions, by (source, partition key), and resolved per partition number.
     committed_by_key: HashMap<(String, String), u64>,
+    claimed: Claimed,
     committed: FastMap<u32, u64>,
     partition_numbers: FastMap<u32, i64>,
     epoch_started: Option<Instant>,
@@ -99,7 +100,12 @@ pub struct LakeOwnership {
     worker: String,
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn ObjectStore>,
+    claimed: Claimed,
 }
+
+/// Committed positions of partitions just claimed, for the sink to take up (another worker
+/// may have advanced them since the sink last looked).
+type Claimed = Arc<Mutex<HashMap<(String, String), u64>>>;
 
 impl Ownership for LakeOwnership {
     fn claim(&self, source: &str, partitions: &[String]) -> Result<HashMap<String, Claim>> {
@@ -108,6 +114,13 @@ impl Ownership for LakeOwnership {
                 .claim(&self.sink_id, &self.worker, source, partitions)?;
         for m in orphans {
             recover(&self.name, &*self.catalog, &*self.store, &m)?;
+        }
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, c) in &claims {
+            claimed.insert(
+                (source.to_string(), key.clone()),
+                c.next_offset.unwrap_or(0),
+            );
         }
         Ok(claims)
     }
@@ -188,6 +201,7 @@ impl LakeSink {
             dead: Vec::new(),
             progress: FastMap::default(),
             committed_by_key: HashMap::new(),
+            claimed: Claimed::default(),
             committed: FastMap::default(),
             partition_numbers: FastMap::default(),
             epoch_started: None,
@@ -291,6 +305,20 @@ impl LakeSink {
         self.progress.clear();
         self.held_bytes = 0;
         self.epoch_started = None;
+    }
+
+    /// Takes up the committed positions of partitions claimed since the last batch, except
+    /// for partitions this epoch already holds events of: those keep the position the epoch
+    /// started from, and if someone else committed since, the commit is refused (fenced).
+    fn take_up_claims(&mut self) {
+        let claimed = std::mem::take(&mut *self.claimed.lock().unwrap_or_else(|p| p.into_inner()));
+        for ((source, key), next) in claimed {
+            let pid = self.partitions.intern(&source, &key);
+            if !self.progress.contains_key(&pid) {
+                self.committed.insert(pid, next);
+            }
+            self.committed_by_key.insert((source, key), next);
+        }
     }
 
     fn committed_offset(&mut self, partition: u32) -> u64 {
@@ -561,9 +589,11 @@ impl LakeSink {
                 .partitions
                 .get(*p)
                 .ok_or_else(|| EngineError::Internal(format!("unknown partition {p}")))?;
+            let expected = self.committed.get(p).copied().unwrap_or(0);
             positions.push(SourcePosition {
                 source,
                 partition: key,
+                expected,
                 next_offset: *next,
             });
         }
@@ -584,6 +614,9 @@ impl LakeSink {
                 }
                 self.ds.catalog.abandon(manifest)?;
                 self.abandon_epoch();
+                // What is committed now is what the sources go back to.
+                self.committed_by_key = self.ds.catalog.positions(&self.sink_id)?;
+                self.committed.clear();
                 self.generation = self.rewind.request();
                 RunStats::add(&self.stats.fenced, 1);
                 tracing::warn!(sink = %self.name, manifest, %why, "fenced: the epoch is dropped and read again");
@@ -675,6 +708,7 @@ impl Sink for LakeSink {
             worker: self.worker.clone(),
             catalog: self.ds.catalog.clone(),
             store: self.ds.store.clone(),
+            claimed: self.claimed.clone(),
         })
     }
 
@@ -689,6 +723,7 @@ impl Sink for LakeSink {
             self.abandon_epoch();
             self.generation = batch.generation;
         }
+        self.take_up_claims();
         let mut skipped = 0u64;
         for e in batch.events {
             if e.pos.offset < self.committed_offset(e.pos.partition) {
