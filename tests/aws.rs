@@ -559,18 +559,7 @@ fn sigkill_during_a_run_then_a_restart_leaves_each_event_once_in_glue() {
         .unwrap();
     // Killed once a commit has landed, in the middle of the next ones.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let committed = || {
-        rusqlite::Connection::open(dir.path().join("state.sqlite"))
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT count(*) FROM manifests WHERE stage = 'done'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .unwrap_or(0)
-    };
-    while committed() == 0 {
+    while committed_manifests_in(&dir.path().join("state.sqlite")) == 0 {
         assert!(std::time::Instant::now() < deadline, "nothing committed");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -193,7 +193,12 @@ pub fn service(var: &str, require: &str, what: &str) -> Option<String> {
 
 /// Commits done in the catalog under `dir` (0 before it exists).
 pub fn committed_manifests(dir: &Path) -> i64 {
-    let Ok(c) = rusqlite::Connection::open(dir.join("catalog.sqlite")) else {
+    committed_manifests_in(&dir.join("catalog.sqlite"))
+}
+
+/// Manifests marked done in the catalog (or commit-state) file `db`; 0 before it exists.
+pub fn committed_manifests_in(db: &Path) -> i64 {
+    let Ok(c) = rusqlite::Connection::open(db) else {
         return 0;
     };
     c.query_row(

@@ -132,13 +132,5 @@ where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    use std::error::Error;
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
+    chain(e)
 }

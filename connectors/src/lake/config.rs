@@ -308,6 +308,14 @@ impl ParquetSinkConfig {
         }
     }
 
+    /// `<prefix>/<project_id>/` (no leading slash): where the dataset's keys start.
+    fn base_key(&self) -> String {
+        match self.prefix.trim_matches('/') {
+            "" => format!("{}/", self.project_id),
+            prefix => format!("{prefix}/{}/", self.project_id),
+        }
+    }
+
     /// Opens the store and the catalog.
     pub fn open_dataset(&self) -> Result<Dataset> {
         let store: Arc<dyn ObjectStore> = match &self.store {
@@ -347,11 +355,7 @@ impl ParquetSinkConfig {
         };
         catalog.ensure_database(&database)?;
         let prefix = self.prefix.trim_matches('/').to_string();
-        let base_key = if prefix.is_empty() {
-            format!("{}/", self.project_id)
-        } else {
-            format!("{prefix}/{}/", self.project_id)
-        };
+        let base_key = self.base_key();
         Ok(Dataset {
             store,
             catalog,
@@ -376,16 +380,10 @@ impl Component for ParquetSinkConfig {
             ..
         } = &self.store
         {
-            let prefix = self.prefix.trim_matches('/');
-            let base_key = if prefix.is_empty() {
-                format!("{}/", self.project_id)
-            } else {
-                format!("{prefix}/{}/", self.project_id)
-            };
             checks.extend(crate::aws::online::check_s3(
                 &self.access(region, endpoint, role),
                 bucket,
-                &base_key,
+                &self.base_key(),
                 *encryption,
                 kms_key_id.as_deref(),
             ));
