@@ -542,6 +542,69 @@ fn a_crash_at_any_step_of_the_commit_then_a_restart_leaves_each_event_once_in_gl
     }
 }
 
+/// Large files go up in parts while their windows fill: when the run stops at the start of its
+/// only commit, parts are in S3 and no object is visible; after a restart, the files are
+/// multipart objects and every event is there once.
+#[cfg(feature = "failpoints")]
+#[test]
+fn large_files_go_up_in_parts_while_they_are_written() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input(&brokers, dir.path(), "stream");
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    let extra = [
+        "sinks.lake.store.part_size=256KiB".to_string(),
+        "sinks.lake.roll.row_group_size=64KiB".into(),
+        "sinks.lake.roll.max_age=1h".into(),
+    ];
+    let out = s3_run(&brokers, &endpoint, dir.path(), &inp, "stream", &extra)
+        .env("FAILPOINTS", "lake.commit.begun=return")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("failpoint lake.commit.begun: crashing"),
+        "the crash was not injected: {err}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&aws_lake(&["uploads", &endpoint, "lake"])).unwrap();
+    assert_eq!(
+        state["objects"].as_array().unwrap().len(),
+        0,
+        "a file is visible before its commit: {state}"
+    );
+    let parts: u64 = state["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["parts"].as_u64().unwrap())
+        .sum();
+    assert!(parts >= 2, "no parts went up before the commit: {state}");
+
+    run_to_s3(
+        &brokers,
+        &endpoint,
+        dir.path(),
+        &inp,
+        "stream-again",
+        &extra,
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&aws_lake(&["uploads", &endpoint, "lake"])).unwrap();
+    assert!(
+        state["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["etag"].as_str().unwrap().contains('-')),
+        "no file was a multipart upload: {state}"
+    );
+    check(&endpoint, &inp, "AES256", None);
+}
+
 #[test]
 fn sigkill_during_a_run_then_a_restart_leaves_each_event_once_in_glue() {
     let Some((brokers, endpoint)) = services() else {

@@ -1,5 +1,7 @@
 //! Exactly once across interruptions: a run killed with SIGKILL (or stopped with SIGTERM)
-//! midway and run again leaves the same rows as an uninterrupted run.
+//! midway and run again leaves the same rows as an uninterrupted run. Row groups are small
+//! here, so files are written while their windows fill, and interruptions catch them half
+//! written.
 
 mod common;
 use common::*;
@@ -19,8 +21,29 @@ fn sets(dir: &Path, input: &Path) -> Vec<String> {
         "sinks.lake.roll.max_age=200ms".into(),
         "--set".into(),
         "runtime.batch_size=512".into(),
+        "--set".into(),
+        "sinks.lake.roll.row_group_size=16KiB".into(),
     ]);
     v
+}
+
+/// Data files under `dir`, with their row groups.
+fn row_groups(dir: &Path) -> Vec<(std::path::PathBuf, usize)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(row_groups(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            use parquet::file::reader::FileReader;
+            let r = parquet::file::reader::SerializedFileReader::new(
+                std::fs::File::open(&path).unwrap(),
+            )
+            .unwrap();
+            out.push((path, r.metadata().num_row_groups()));
+        }
+    }
+    out
 }
 
 fn start(dir: &Path, input: &Path) -> Child {
@@ -119,6 +142,12 @@ fn check_interrupted(signal: i32) {
     assert!(
         got == want,
         "the interrupted lake differs from the uninterrupted one"
+    );
+    // Files were written row group by row group.
+    let files = row_groups(&cut.join("lake"));
+    assert!(
+        files.iter().any(|(_, groups)| *groups > 1),
+        "no file of several row groups: {files:?}"
     );
     let dead = dead_offsets(&cut);
     assert_eq!(dead, dead_offsets(&whole));

@@ -19,6 +19,68 @@ pub trait ObjectStore: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
     /// The URL of a key or folder, as catalogs record locations.
     fn url(&self, key: &str) -> String;
+    /// Starts an object at `key` that is written in pieces while it is being produced. Nothing
+    /// is visible at `key` until [`Upload::complete`].
+    fn upload(&self, key: &str) -> Result<Box<dyn Upload>>;
+}
+
+/// An object being written: pieces go out as they come (parts of a multipart upload, a hidden
+/// file), and the object appears whole at `complete`, or not at all.
+pub trait Upload: Send {
+    /// Appends bytes; may send a part on its way.
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+    /// Makes the object visible, with everything written.
+    fn complete(self: Box<Self>) -> Result<()>;
+    /// Gives the object up, best effort: what was sent is dropped.
+    fn abort(self: Box<Self>);
+}
+
+/// An [`Upload`] as `std::io::Write`, for encoders. The first store error is kept whole for
+/// [`UploadWriter::error`], since encoders wrap it.
+pub struct UploadWriter {
+    upload: Option<Box<dyn Upload>>,
+    error: Option<sluice_engine::EngineError>,
+}
+
+impl UploadWriter {
+    pub fn new(upload: Box<dyn Upload>) -> Self {
+        UploadWriter {
+            upload: Some(upload),
+            error: None,
+        }
+    }
+    /// The store error behind a failed write, if one was.
+    pub fn error(&mut self) -> Option<sluice_engine::EngineError> {
+        self.error.take()
+    }
+    pub fn written(&self) -> u64 {
+        self.upload.as_ref().map_or(0, |u| u.written())
+    }
+    /// The upload, to complete; `None` once taken or aborted.
+    pub fn take(&mut self) -> Option<Box<dyn Upload>> {
+        self.upload.take()
+    }
+}
+
+impl std::io::Write for UploadWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Some(u) = self.upload.as_mut() else {
+            return Err(std::io::Error::other("the upload was closed"));
+        };
+        match u.write(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                let text = e.to_string();
+                self.error = Some(e);
+                Err(std::io::Error::other(text))
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A directory as an object store; keys are relative paths.
@@ -115,5 +177,95 @@ impl ObjectStore for LocalStore {
 
     fn url(&self, key: &str) -> String {
         format!("file://{}", self.path(key).display())
+    }
+
+    fn upload(&self, key: &str) -> Result<Box<dyn Upload>> {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Hidden (listings skip dot files) until renamed into place.
+        let tmp = dir.join(format!(".{name}.{}.part", std::process::id()));
+        let file = std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
+        Ok(Box::new(LocalUpload {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            tmp,
+            path,
+            written: 0,
+        }))
+    }
+}
+
+/// A file written beside its final name, and renamed into place when complete.
+struct LocalUpload {
+    file: std::io::BufWriter<std::fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    written: u64,
+}
+
+impl Upload for LocalUpload {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.file
+            .write_all(data)
+            .context(|| format!("writing {}", self.tmp.display()))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+    fn written(&self) -> u64 {
+        self.written
+    }
+    fn complete(self: Box<Self>) -> Result<()> {
+        let LocalUpload {
+            file, tmp, path, ..
+        } = *self;
+        let file = file.into_inner().map_err(|e| {
+            sluice_engine::EngineError::external(
+                format!("writing {}", tmp.display()),
+                e.into_error(),
+            )
+        })?;
+        file.sync_all()
+            .context(|| format!("syncing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).context(|| format!("renaming to {}", path.display()))?;
+        Ok(())
+    }
+    fn abort(self: Box<Self>) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_is_invisible_until_complete_and_leaves_nothing_when_aborted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut up = store.upload("t/2024/01/02/a.parquet").unwrap();
+        up.write(b"first ").unwrap();
+        up.write(b"second").unwrap();
+        assert_eq!(up.written(), 12);
+        assert!(!store.exists("t/2024/01/02/a.parquet").unwrap());
+        assert!(store.list("t/2024/01/02/").unwrap().is_empty());
+        up.complete().unwrap();
+        assert_eq!(
+            store.get("t/2024/01/02/a.parquet").unwrap(),
+            b"first second"
+        );
+
+        let mut up = store.upload("t/2024/01/02/b.parquet").unwrap();
+        up.write(b"never").unwrap();
+        up.abort();
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("t/2024/01/02"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.parquet"]);
     }
 }

@@ -5,6 +5,7 @@
     aws_lake.py check  ENDPOINT BUCKET DATABASE TABLE      # prints one JSON report
     aws_lake.py roles  ENDPOINT EXTERNAL_ID                # an engine user and two roles, JSON
     aws_lake.py enforce ENDPOINT on|off                    # IAM enforced on every call, or not
+    aws_lake.py uploads ENDPOINT BUCKET                    # data objects and unfinished uploads, JSON
 
 The report holds what the test asserts on: every object's server-side encryption, the Glue
 table and partitions as Glue returns them, and the rows read through Glue (partition locations
@@ -195,6 +196,22 @@ def check(endpoint, bucket, database, table):
     )
 
 
+def uploads(endpoint, bucket):
+    """The data objects (with their ETags: a multipart object's ends in -<parts>) and the
+    multipart uploads not completed, with their parts."""
+    s3 = client("s3", endpoint)
+    objects = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for o in page.get("Contents", []):
+            if o["Key"].endswith(".parquet"):
+                objects.append({"key": o["Key"], "etag": o["ETag"].strip('"'), "size": o["Size"]})
+    pending = []
+    for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        parts = s3.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", [])
+        pending.append({"key": u["Key"], "parts": len(parts)})
+    print(json.dumps({"objects": objects, "uploads": pending}))
+
+
 if __name__ == "__main__":
     cmd, endpoint = sys.argv[1], sys.argv[2]
     if cmd == "setup":
@@ -208,6 +225,8 @@ if __name__ == "__main__":
         roles(endpoint, sys.argv[3])
     elif cmd == "enforce":
         enforce(endpoint, sys.argv[3])
+    elif cmd == "uploads":
+        uploads(endpoint, sys.argv[3])
     elif cmd == "check":
         check(endpoint, *sys.argv[3:6])
     else:

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sluice_engine::{EngineError, Result};
 
 use super::{describe, runtime, sdk_config, Access};
-use crate::store::ObjectStore;
+use crate::store::{ObjectStore, Upload};
 
 /// `s3_encryption` (SPEC §9.4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -81,83 +81,208 @@ impl S3Store {
         }
     }
 
-    async fn put_multipart(&self, key: &str, data: &[u8]) -> Result<()> {
+    fn new_upload(&self, key: &str) -> S3Upload {
         let (sse, kms) = self.sse();
-        let fail = |what: &str, e: String| {
-            EngineError::external(format!("S3 {what} s3://{}/{key}", self.bucket), e)
-        };
-        let up = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_server_side_encryption(sse)
-            .set_ssekms_key_id(kms)
-            .send()
-            .await
-            .map_err(|e| fail("starting a multipart upload of", describe(&e)))?;
+        S3Upload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            sse,
+            kms,
+            part_size: self.part_size,
+            buf: Vec::new(),
+            id: None,
+            in_flight: std::collections::VecDeque::new(),
+            parts: Vec::new(),
+            written: 0,
+        }
+    }
+}
+
+/// Parts uploading at once per object: the next part is encoded while these go up.
+const PARTS_IN_FLIGHT: usize = 2;
+
+type PartResult = std::result::Result<CompletedPart, String>;
+
+/// An object written while it is produced: below two parts it is one PUT at `complete`;
+/// beyond, a multipart upload whose parts go up as they fill, and which completes (becomes
+/// visible) only at `complete`.
+struct S3Upload {
+    client: Client,
+    bucket: String,
+    key: String,
+    sse: Option<ServerSideEncryption>,
+    kms: Option<String>,
+    part_size: usize,
+    buf: Vec<u8>,
+    id: Option<String>,
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<PartResult>>,
+    parts: Vec<CompletedPart>,
+    written: u64,
+}
+
+impl S3Upload {
+    fn fail(&self, what: &str, e: String) -> EngineError {
+        EngineError::external(format!("S3 {what} s3://{}/{}", self.bucket, self.key), e)
+    }
+
+    fn upload_id(&mut self) -> Result<String> {
+        if let Some(id) = &self.id {
+            return Ok(id.clone());
+        }
+        let up = runtime()?
+            .block_on(
+                self.client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .set_server_side_encryption(self.sse.clone())
+                    .set_ssekms_key_id(self.kms.clone())
+                    .send(),
+            )
+            .map_err(|e| self.fail("starting a multipart upload of", describe(&e)))?;
         let id = up
             .upload_id()
-            .ok_or_else(|| fail("starting a multipart upload of", "no upload id".into()))?
+            .ok_or_else(|| self.fail("starting a multipart upload of", "no upload id".into()))?
             .to_string();
-        let mut parts = Vec::new();
-        let mut result = Ok(());
-        for (i, chunk) in data.chunks(self.part_size).enumerate() {
-            let n = i as i32 + 1;
-            match self
-                .client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&id)
+        self.id = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Sends `data` as the next part, in the background; waits while too many are in flight.
+    fn send_part(&mut self, data: Vec<u8>) -> Result<()> {
+        let id = self.upload_id()?;
+        let n = (self.parts.len() + self.in_flight.len()) as i32 + 1;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(id)
+            .part_number(n)
+            .body(ByteStream::from(data));
+        let task = runtime()?.spawn(async move {
+            let p = req.send().await.map_err(|e| describe(&e))?;
+            Ok(CompletedPart::builder()
                 .part_number(n)
-                .body(ByteStream::from(chunk.to_vec()))
-                .send()
-                .await
-            {
-                Ok(p) => {
-                    parts.push(
-                        CompletedPart::builder()
-                            .part_number(n)
-                            .set_e_tag(p.e_tag().map(str::to_string))
+                .set_e_tag(p.e_tag().map(str::to_string))
+                .build())
+        });
+        self.in_flight.push_back(task);
+        while self.in_flight.len() > PARTS_IN_FLIGHT {
+            self.wait_part()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest part in flight.
+    fn wait_part(&mut self) -> Result<()> {
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let done = runtime()?
+            .block_on(task)
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        match done {
+            Ok(p) => {
+                self.parts.push(p);
+                crate::failpoints::crash_point!("s3.multipart.part");
+                Ok(())
+            }
+            Err(e) => Err(self.fail("uploading a part of", e)),
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.id.is_none() {
+            let body = std::mem::take(&mut self.buf);
+            return runtime()?
+                .block_on(
+                    self.client
+                        .put_object()
+                        .bucket(&self.bucket)
+                        .key(&self.key)
+                        .body(ByteStream::from(body))
+                        .set_server_side_encryption(self.sse.clone())
+                        .set_ssekms_key_id(self.kms.clone())
+                        .send(),
+                )
+                .map(|_| ())
+                .map_err(|e| self.fail("put", describe(&e)));
+        }
+        let last = std::mem::take(&mut self.buf);
+        if !last.is_empty() {
+            self.send_part(last)?;
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_part()?;
+        }
+        let id = self.upload_id()?;
+        runtime()?
+            .block_on(
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .upload_id(id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(std::mem::take(&mut self.parts)))
                             .build(),
-                    );
-                    crate::failpoints::crash_point!("s3.multipart.part");
-                }
-                Err(e) => {
-                    result = Err(fail("uploading a part of", describe(&e)));
-                    break;
-                }
+                    )
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail("completing the upload of", describe(&e)))
+    }
+
+    fn abort_now(&mut self) {
+        for t in self.in_flight.drain(..) {
+            t.abort();
+        }
+        if let (Some(id), Ok(rt)) = (self.id.take(), runtime()) {
+            // Best effort: a bucket lifecycle rule aborts what is left.
+            let _ = rt.block_on(
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .upload_id(id)
+                    .send(),
+            );
+        }
+    }
+}
+
+impl Upload for S3Upload {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(data);
+        self.written += data.len() as u64;
+        // A part goes once two are held, so that the last part is never a tiny one: every part
+        // but the last is `part_size`, the last between one and two of them.
+        while self.buf.len() >= 2 * self.part_size {
+            let rest = self.buf.split_off(self.part_size);
+            let part = std::mem::replace(&mut self.buf, rest);
+            if let Err(e) = self.send_part(part) {
+                self.abort_now();
+                return Err(e);
             }
         }
-        if result.is_ok() {
-            result = self
-                .client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| fail("completing the upload of", describe(&e)));
+        Ok(())
+    }
+    fn written(&self) -> u64 {
+        self.written
+    }
+    fn complete(mut self: Box<Self>) -> Result<()> {
+        let r = self.finish();
+        if r.is_err() {
+            self.abort_now();
         }
-        if result.is_err() {
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&id)
-                .send()
-                .await;
-        }
-        result
+        r
+    }
+    fn abort(mut self: Box<Self>) {
+        self.abort_now();
     }
 }
 
@@ -165,7 +290,9 @@ impl ObjectStore for S3Store {
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         let rt = runtime()?;
         if data.len() >= 2 * self.part_size {
-            return rt.block_on(self.put_multipart(key, data));
+            let mut up = Box::new(self.new_upload(key));
+            up.write(data)?;
+            return up.complete();
         }
         let (sse, kms) = self.sse();
         rt.block_on(
@@ -272,5 +399,9 @@ impl ObjectStore for S3Store {
 
     fn url(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
+    }
+
+    fn upload(&self, key: &str) -> Result<Box<dyn Upload>> {
+        Ok(Box::new(self.new_upload(key)))
     }
 }

@@ -209,6 +209,11 @@ pub struct RollConfig {
     /// Everything held is committed early when buffers reach this size.
     #[serde(default = "default_max_buffer")]
     pub max_buffer: String,
+    /// A window's rows are encoded into its file, and sent on their way to the store, each
+    /// time they reach this size (estimated before compression): a file is written while it
+    /// grows and never held whole.
+    #[serde(default = "default_row_group_size")]
+    pub row_group_size: String,
 }
 
 fn default_max_file_size() -> String {
@@ -220,6 +225,9 @@ fn default_max_age() -> String {
 fn default_max_buffer() -> String {
     "512MiB".into()
 }
+fn default_row_group_size() -> String {
+    "32MiB".into()
+}
 
 impl Default for RollConfig {
     fn default() -> Self {
@@ -227,6 +235,7 @@ impl Default for RollConfig {
             max_file_size: default_max_file_size(),
             max_age: default_max_age(),
             max_buffer: default_max_buffer(),
+            row_group_size: default_row_group_size(),
         }
     }
 }
@@ -237,6 +246,7 @@ pub struct Roll {
     pub max_file_bytes: u64,
     pub max_age: Duration,
     pub max_buffer_bytes: u64,
+    pub row_group_bytes: u64,
 }
 
 impl RollConfig {
@@ -259,6 +269,7 @@ impl RollConfig {
         };
         let max_file_bytes = bytes("roll.max_file_size", &self.max_file_size, &mut issues);
         let max_buffer_bytes = bytes("roll.max_buffer", &self.max_buffer, &mut issues);
+        let row_group_bytes = bytes("roll.row_group_size", &self.row_group_size, &mut issues);
         let max_age = match parse_duration(&self.max_age) {
             Ok(d) if d.is_zero() => {
                 issues.push(Issue::at(
@@ -279,6 +290,7 @@ impl RollConfig {
                 max_file_bytes,
                 max_age,
                 max_buffer_bytes,
+                row_group_bytes,
             })
         } else {
             Err(issues)

@@ -3,6 +3,7 @@
 //! as one unit.
 
 mod config;
+mod file;
 mod sink;
 mod window;
 

@@ -1,10 +1,13 @@
 //! The sink's commit cycle.
 //!
-//! An *epoch* is everything received since the last commit. Committing it:
-//! 1. seal every window into Parquet bytes (the table's schema is already in the catalog:
-//!    `type-infer` registers a column before any event that uses it gets here);
-//! 2. start a manifest, then record the object keys it will write (stage `planned`);
-//! 3. write the objects, each atomically;
+//! An *epoch* is everything received since the last commit. While it runs, a window whose rows
+//! reach a row group encodes them into its file, which goes to the store as it grows (parts of
+//! a multipart upload) but stays invisible. Committing the epoch:
+//! 1. start a manifest, then record the keys of every file of the epoch (stage `planned`);
+//!    keys name the worker's run and epoch, so they exist before the commit does;
+//! 2. publish the tables' schemas (the table's schema is already in the catalog: `type-infer`
+//!    registers a column before any event that uses it gets here);
+//! 3. finish each file and make it visible (complete the upload), one window at a time;
 //! 4. in one catalog transaction: register new partitions, advance the source positions,
 //!    mark the manifest done.
 //!
@@ -26,7 +29,8 @@ use sluice_engine::stats::RunStats;
 use sluice_engine::{EngineError, Result};
 
 use super::config::{Dataset, Roll};
-use super::window::{SystemColumns, Window};
+use super::file::{ClosedFile, OpenFile};
+use super::window::{arrow_schema, SystemColumns, Window};
 use super::{Compression, DataFormat};
 use crate::catalog::{Catalog, CatalogTable, Manifest, NewPartition, SourcePosition};
 use crate::kafka::produce::TopicProducer;
@@ -35,22 +39,11 @@ use crate::store::ObjectStore;
 /// Looked up once per event: a fast non-cryptographic hasher.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// What names a file: where its rows start, and its window.
-struct FileMeta {
-    first: sluice_engine::Position,
-    seq: u32,
+/// A finished file of the epoch, waiting for the commit to make it visible.
+struct Pending {
+    file: ClosedFile,
     table_id: i64,
     date: i32,
-    table: String,
-}
-
-struct Sealed {
-    first: sluice_engine::Position,
-    seq: u32,
-    bytes: Vec<u8>,
-    table_id: i64,
-    date: i32,
-    rows: usize,
     table: String,
 }
 
@@ -65,7 +58,11 @@ pub struct LakeSink {
     /// Table definitions, shared so that looking one up per event copies nothing.
     defs: FastMap<i64, Arc<(TableDef, SystemColumns)>>,
     windows: FastMap<(i64, i32), Window>,
-    sealed: Vec<Sealed>,
+    pending: Vec<Pending>,
+    /// Names this process's files: unique per worker and sink, with `epoch`.
+    run: String,
+    /// Epochs ended (committed or abandoned) by this sink.
+    epoch: u64,
     dead: Vec<DeadLetter>,
     /// Positions accounted for in this epoch, by partition number.
     progress: FastMap<u32, u64>,
@@ -197,7 +194,9 @@ impl LakeSink {
             partitions: Arc::new(Partitions::default()),
             defs: FastMap::default(),
             windows: FastMap::default(),
-            sealed: Vec::new(),
+            pending: Vec::new(),
+            run: run_tag(worker_id(), &sink_id),
+            epoch: 0,
             dead: Vec::new(),
             progress: FastMap::default(),
             committed_by_key: HashMap::new(),
@@ -299,8 +298,15 @@ impl LakeSink {
 
     /// Drops everything held: it will be read again from the committed positions.
     fn abandon_epoch(&mut self) {
-        self.windows.clear();
-        self.sealed.clear();
+        for (_, w) in self.windows.drain() {
+            if let Some(f) = w.file {
+                f.abort();
+            }
+        }
+        for p in self.pending.drain(..) {
+            p.file.upload.abort();
+        }
+        self.epoch += 1;
         self.dead.clear();
         self.progress.clear();
         self.held_bytes = 0;
@@ -362,67 +368,106 @@ impl LakeSink {
         )
     }
 
-    /// The deterministic key of a data file (SPEC §7.1, §12 D8):
-    /// `full_day-<manifest>-<partition number>-<first offset>-<seq>.parquet` in the day folder.
-    fn object_key(&mut self, s: &FileMeta, manifest: i64) -> Result<String> {
-        let pnum = match self.partition_numbers.get(&s.first.partition) {
+    /// The key of a data file (SPEC §7.1, §12 D8), in its day folder:
+    /// `full_day-<run>-<epoch>-<partition number>-<first offset>-<seq>.<ext>`. The run and
+    /// epoch make it unique to this worker's epoch: a file can go up before its commit exists,
+    /// and a fenced worker that deletes its own files cannot hit another's.
+    fn object_key(
+        &mut self,
+        first: sluice_engine::Position,
+        seq: u32,
+        table: &str,
+        date: i32,
+    ) -> Result<String> {
+        let pnum = match self.partition_numbers.get(&first.partition) {
             Some(n) => *n,
             None => {
-                let (source, key) = self.partitions.get(s.first.partition).ok_or_else(|| {
-                    EngineError::Internal(format!("unknown partition {}", s.first.partition))
+                let (source, key) = self.partitions.get(first.partition).ok_or_else(|| {
+                    EngineError::Internal(format!("unknown partition {}", first.partition))
                 })?;
                 let n = self.ds.catalog.partition_number(&source, &key)?;
-                self.partition_numbers.insert(s.first.partition, n);
+                self.partition_numbers.insert(first.partition, n);
                 n
             }
         };
         Ok(format!(
-            "{}full_day-{manifest:08}-{pnum}-{}-{}.{}",
-            self.day_folder(&s.table, s.date),
-            s.first.offset,
-            s.seq,
+            "{}full_day-{}-{}-{pnum}-{}-{seq}.{}",
+            self.day_folder(table, date),
+            self.run,
+            self.epoch,
+            first.offset,
             self.format.extension()
         ))
     }
 
-    /// Closes a window's file on size: encoded now, stored at the commit.
-    fn seal(&mut self, key: (i64, i32)) -> Result<()> {
-        if let Some(s) = self.encode(key)? {
-            self.sealed.push(s);
-        }
-        Ok(())
+    /// Encodes a window's rows into its file (started on the first row group), which sends
+    /// them on to the store.
+    fn flush_rows(&mut self, key: (i64, i32)) -> Result<()> {
+        let Some(mut w) = self.windows.remove(&key) else {
+            return Ok(());
+        };
+        let r = self.flush_window(&mut w);
+        self.windows.insert(key, w);
+        r
     }
 
-    /// Encodes a window's rows into a file and empties the window; `None` when it has none.
-    fn encode(&mut self, key: (i64, i32)) -> Result<Option<Sealed>> {
-        let Some(mut w) = self.windows.remove(&key) else {
-            return Ok(None);
-        };
-        let mut out = None;
-        if w.rows > 0 {
-            let entry = self.def(key.0, 0)?;
-            let def = &entry.0;
+    fn flush_window(&mut self, w: &mut Window) -> Result<()> {
+        if w.rows == 0 {
+            return Ok(());
+        }
+        let entry = self.def(w.table_id, 0)?;
+        let def = &entry.0;
+        // Rows with columns the file lacks start a new one: a file's schema is fixed.
+        if w.file
+            .as_ref()
+            .is_some_and(|f| f.columns < def.columns.len())
+        {
+            self.close_window_file(w, &def.name)?;
+        }
+        if w.file.is_none() {
             let first = w
                 .first
                 .ok_or_else(|| EngineError::Internal("window without a first row".into()))?;
-            let seq = w.seq;
-            let rows = w.rows;
-            let bytes = match self.format {
-                DataFormat::Parquet => w.encode(def, self.compression)?,
-                DataFormat::Json => w.encode_json(def)?,
-            };
-            out = Some(Sealed {
-                first,
-                seq,
-                bytes,
-                table_id: key.0,
-                date: key.1,
-                rows,
-                table: def.name.clone(),
-            });
+            let key = self.object_key(first, w.seq, &def.name, w.date)?;
+            w.file = Some(OpenFile::start(
+                &*self.ds.store,
+                key,
+                self.format,
+                self.compression,
+                arrow_schema(def),
+            )?);
         }
+        let value_bytes = w.bytes as u64;
+        let batch = w.take_batch(def)?;
+        self.held_bytes = self.held_bytes.saturating_sub(value_bytes);
+        w.file
+            .as_mut()
+            .ok_or_else(|| EngineError::Internal("a window lost its file".into()))?
+            .write(&batch, value_bytes)
+    }
+
+    /// Finishes a window's file; it waits for the commit.
+    fn close_file(&mut self, key: (i64, i32)) -> Result<()> {
+        let Some(mut w) = self.windows.remove(&key) else {
+            return Ok(());
+        };
+        let name = self.def(key.0, 0).map(|d| d.0.name.clone());
+        let r = name.and_then(|n| self.close_window_file(&mut w, &n));
         self.windows.insert(key, w);
-        Ok(out)
+        r
+    }
+
+    fn close_window_file(&mut self, w: &mut Window, table: &str) -> Result<()> {
+        if let Some(f) = w.file.take() {
+            self.pending.push(Pending {
+                file: f.close()?,
+                table_id: w.table_id,
+                date: w.date,
+                table: table.to_string(),
+            });
+            w.seq += 1;
+        }
+        Ok(())
     }
 
     fn has_work(&self) -> bool {
@@ -449,46 +494,55 @@ impl LakeSink {
             .catalog
             .begin_commit(&self.sink_id, &self.worker, &touched)?;
         crash_point!("lake.commit.begun");
-        // The epoch's files: those sealed on size, then one per open window. Every key is
-        // planned before any object is stored; open windows are encoded and stored one at a
-        // time, so that a commit of many windows never holds all their files at once.
+        // The epoch's files: those finished on size, then one per window with rows or an open
+        // file. Every key is planned before any file is made visible; windows are finished and
+        // completed one at a time, so that a commit of many windows never holds all their
+        // files at once.
         let mut open: Vec<(i64, i32)> = self
             .windows
             .iter()
-            .filter(|(_, w)| w.rows > 0)
+            .filter(|(_, w)| w.rows > 0 || w.file.is_some())
             .map(|(k, _)| *k)
             .collect();
         open.sort_unstable();
-        let mut files: Vec<FileMeta> = self
-            .sealed
-            .iter()
-            .map(|s| FileMeta {
-                first: s.first,
-                seq: s.seq,
-                table_id: s.table_id,
-                date: s.date,
-                table: s.table.clone(),
-            })
-            .collect();
+        // A file whose schema lacks columns of the rows still held is finished first: those
+        // rows go to a new file, whose key must be planned too.
         for k in &open {
-            let def_name = self.def(k.0, 0)?.0.name.clone();
+            let width = self.def(k.0, 0)?.0.columns.len();
+            let stale = self
+                .windows
+                .get(k)
+                .is_some_and(|w| w.rows > 0 && w.file.as_ref().is_some_and(|f| f.columns < width));
+            if stale {
+                self.close_file(*k)?;
+            }
+        }
+        let mut objects = Vec::with_capacity(self.pending.len() + open.len() + 1);
+        let mut days: std::collections::BTreeMap<(i64, i32), String> = Default::default();
+        for p in &self.pending {
+            objects.push(p.file.key.clone());
+            days.insert((p.table_id, p.date), p.table.clone());
+        }
+        let mut open_keys = Vec::with_capacity(open.len());
+        for k in &open {
+            let table = self.def(k.0, 0)?.0.name.clone();
             let w = self
                 .windows
                 .get(k)
                 .ok_or_else(|| EngineError::Internal("an open window vanished".into()))?;
-            files.push(FileMeta {
-                first: w
-                    .first
-                    .ok_or_else(|| EngineError::Internal("window without a first row".into()))?,
-                seq: w.seq,
-                table_id: k.0,
-                date: k.1,
-                table: def_name,
-            });
-        }
-        let mut objects = Vec::with_capacity(files.len() + 1);
-        for f in &files {
-            objects.push(self.object_key(f, manifest)?);
+            let key = match (&w.file, w.first) {
+                (Some(f), _) => f.key.clone(),
+                (None, Some(first)) => {
+                    let seq = w.seq;
+                    self.object_key(first, seq, &table, k.1)?
+                }
+                (None, None) => {
+                    return Err(EngineError::Internal("window without a first row".into()))
+                }
+            };
+            objects.push(key.clone());
+            open_keys.push(key);
+            days.insert(*k, table);
         }
         let dead_key = if self.dead.is_empty() || self.dead_topic.is_some() {
             None
@@ -507,31 +561,36 @@ impl LakeSink {
         };
         self.ds.catalog.plan_objects(manifest, &objects)?;
 
-        self.publish_tables(&files.iter().map(|f| f.table_id).collect())?;
+        self.publish_tables(&days.keys().map(|k| k.0).collect())?;
         crash_point!("lake.commit.tables-published");
         let mut bytes_written = 0u64;
-        let mut rows_written: Vec<(String, usize)> = Vec::with_capacity(files.len());
-        let sealed = std::mem::take(&mut self.sealed);
-        let mut keys = objects.iter();
-        for s in sealed {
-            let key = keys
-                .next()
-                .ok_or_else(|| EngineError::Internal("more files than keys".into()))?;
-            self.ds.store.put(key, &s.bytes)?;
-            bytes_written += s.bytes.len() as u64;
-            rows_written.push((s.table, s.rows));
+        let mut rows_written: Vec<(String, usize)> = Vec::with_capacity(objects.len());
+        for p in std::mem::take(&mut self.pending) {
+            let bytes = p.file.bytes;
+            let rows = p.file.rows;
+            p.file.upload.complete()?;
+            bytes_written += bytes;
+            rows_written.push((p.table, rows));
             crash_point!("lake.commit.some-objects");
         }
-        for k in open {
-            let key = keys
-                .next()
-                .ok_or_else(|| EngineError::Internal("more files than keys".into()))?;
-            let s = self
-                .encode(k)?
-                .ok_or_else(|| EngineError::Internal("an open window had no rows".into()))?;
-            self.ds.store.put(key, &s.bytes)?;
-            bytes_written += s.bytes.len() as u64;
-            rows_written.push((s.table, s.rows));
+        for (k, planned) in open.into_iter().zip(open_keys) {
+            self.flush_rows(k)?;
+            self.close_file(k)?;
+            let p = self
+                .pending
+                .pop()
+                .ok_or_else(|| EngineError::Internal("an open window had no file".into()))?;
+            if p.file.key != planned {
+                return Err(EngineError::Internal(format!(
+                    "file {} was planned as {planned}",
+                    p.file.key
+                )));
+            }
+            let bytes = p.file.bytes;
+            let rows = p.file.rows;
+            p.file.upload.complete()?;
+            bytes_written += bytes;
+            rows_written.push((p.table, rows));
             crash_point!("lake.commit.some-objects");
         }
         if let Some(k) = &dead_key {
@@ -569,16 +628,12 @@ impl LakeSink {
         crash_point!("lake.commit.objects-written");
         self.write_name_mapping()?;
 
-        let days: std::collections::BTreeMap<(i64, i32), &str> = files
-            .iter()
-            .map(|f| ((f.table_id, f.date), f.table.as_str()))
-            .collect();
         let parts: Vec<NewPartition> = days
             .into_iter()
             .map(|((table_id, date), table)| NewPartition {
                 table_id,
                 value: date_string(date),
-                location: self.ds.store.url(&self.day_folder(table, date)),
+                location: self.ds.store.url(&self.day_folder(&table, date)),
             })
             .collect();
         self.publish_partitions(&parts)?;
@@ -655,11 +710,11 @@ impl LakeSink {
             dead_letters = self.dead.len(),
             "committed"
         );
-        self.sealed.clear();
         self.dead.clear();
         self.windows.clear();
         self.held_bytes = 0;
         self.epoch_started = None;
+        self.epoch += 1;
         Ok(())
     }
 }
@@ -680,6 +735,16 @@ impl LakeSink {
         self.mapping_version = Some(version);
         Ok(())
     }
+}
+
+/// Names a sink's files in one process: a hash of the worker's id (host, pid, start time)
+/// and the sink's.
+fn run_tag(worker: &str, sink: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    worker.hash(&mut h);
+    sink.hash(&mut h);
+    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
 /// `YYYY-MM-DD` of days since 1970-01-01.
@@ -752,9 +817,15 @@ impl Sink for LakeSink {
             let before = w.bytes;
             w.push(&e, def, sys)?;
             self.held_bytes += (w.bytes - before) as u64;
-            if w.bytes as u64 >= self.roll.max_file_bytes {
-                // Roll on size: the file is kept until the epoch commits.
-                self.seal(key)?;
+            let held = w.bytes as u64;
+            let in_file = w.file.as_ref().map_or(0, |f| f.value_bytes);
+            if held >= self.roll.row_group_bytes || in_file + held >= self.roll.max_file_bytes {
+                // A row group: encoded, and on its way to the store.
+                self.flush_rows(key)?;
+                if in_file + held >= self.roll.max_file_bytes {
+                    // Roll on size: the file is finished, and made visible at the commit.
+                    self.close_file(key)?;
+                }
             }
         }
         for d in batch.dead {

@@ -10,15 +10,12 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression as PqCompression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use sluice_engine::batch::{Event, Position, Value};
 use sluice_engine::component::TableDef;
 use sluice_engine::{EngineError, Result, TypeClass};
 
-use super::config::Compression;
+use super::file::OpenFile;
 
 /// The Arrow type of a column class; `time` is TIMESTAMP(MICROS, UTC) (SPEC §12 D2).
 pub fn arrow_type(class: TypeClass) -> DataType {
@@ -187,6 +184,8 @@ pub struct Window {
     pub first: Option<Position>,
     /// Files already rolled from this window in the current epoch.
     pub seq: u32,
+    /// The file its rows go to once they make a row group.
+    pub file: Option<OpenFile>,
 }
 
 impl Window {
@@ -199,6 +198,7 @@ impl Window {
             bytes: 0,
             first: None,
             seq: 0,
+            file: None,
         }
     }
 
@@ -256,8 +256,8 @@ impl Window {
         Ok(())
     }
 
-    /// The rows held as a record batch with `def`'s columns; empties the window.
-    fn finish(&mut self, def: &TableDef) -> Result<RecordBatch> {
+    /// The rows held as a record batch with `def`'s columns; empties the window's rows.
+    pub fn take_batch(&mut self, def: &TableDef) -> Result<RecordBatch> {
         let schema = arrow_schema(def);
         let rows = self.rows;
         let mut arrays = Vec::with_capacity(def.columns.len());
@@ -274,68 +274,7 @@ impl Window {
         self.rows = 0;
         self.bytes = 0;
         self.first = None;
-        self.seq += 1;
         Ok(batch)
-    }
-
-    /// Encodes the rows held as one Parquet file with `def`'s columns, and empties the window.
-    pub fn encode(&mut self, def: &TableDef, compression: Compression) -> Result<Vec<u8>> {
-        let batch = self.finish(def)?;
-        let schema = batch.schema();
-        let codec = match compression {
-            Compression::Snappy => PqCompression::SNAPPY,
-            Compression::Zstd => PqCompression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
-            Compression::None => PqCompression::UNCOMPRESSED,
-        };
-        let props = WriterProperties::builder()
-            .set_compression(codec)
-            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
-            .build();
-        let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 3 + 1024);
-        let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))
-            .map_err(|e| EngineError::Internal(format!("starting a Parquet file: {e}")))?;
-        w.write(&batch)
-            .map_err(|e| EngineError::Internal(format!("encoding Parquet: {e}")))?;
-        w.close()
-            .map_err(|e| EngineError::Internal(format!("closing a Parquet file: {e}")))?;
-        Ok(buf)
-    }
-
-    /// Encodes the rows held as gzipped NDJSON (one object per row, nulls left out, `time` in
-    /// integer epoch seconds: SPEC §4.2, §12 D2), and empties the window.
-    pub fn encode_json(&mut self, def: &TableDef) -> Result<Vec<u8>> {
-        use std::io::Write;
-        let batch = self.finish(def)?;
-        let fail =
-            |e: arrow::error::ArrowError| EngineError::Internal(format!("encoding JSON: {e}"));
-        let mut fields = Vec::with_capacity(batch.num_columns());
-        let mut arrays = Vec::with_capacity(batch.num_columns());
-        for (f, a) in batch.schema().fields().iter().zip(batch.columns()) {
-            if matches!(f.data_type(), DataType::Timestamp(..)) {
-                let micros = arrow::compute::cast(a, &DataType::Int64).map_err(fail)?;
-                let secs = arrow::compute::kernels::numeric::div(
-                    &micros,
-                    &arrow::array::Int64Array::new_scalar(1_000_000),
-                )
-                .map_err(fail)?;
-                fields.push(Field::new(f.name(), DataType::Int64, true));
-                arrays.push(secs);
-            } else {
-                fields.push(f.as_ref().clone());
-                arrays.push(a.clone());
-            }
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(fail)?;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut gz);
-            w.write(&batch).map_err(fail)?;
-            w.finish().map_err(fail)?;
-        }
-        gz.flush()
-            .map_err(|e| EngineError::Internal(format!("compressing JSON: {e}")))?;
-        gz.finish()
-            .map_err(|e| EngineError::Internal(format!("compressing JSON: {e}")))
     }
 }
 

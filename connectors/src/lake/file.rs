@@ -1,0 +1,184 @@
+//! A data file being written: row groups are encoded as a window fills and go to the object
+//! store as they are produced (parts of a multipart upload on S3), so a large file is never one
+//! buffer. The object becomes visible only when the commit completes it.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use sluice_engine::{EngineError, Result};
+
+use super::config::Compression;
+use super::DataFormat;
+use crate::store::{ObjectStore, Upload, UploadWriter};
+
+enum Encoder {
+    Parquet(ArrowWriter<UploadWriter>),
+    Json(flate2::write::GzEncoder<UploadWriter>),
+}
+
+/// One file of a window, open for more row groups.
+pub struct OpenFile {
+    pub key: String,
+    /// Columns of its schema: rows with more need a new file.
+    pub columns: usize,
+    pub rows: usize,
+    /// Estimated bytes of the values written (before encoding), as windows count them.
+    pub value_bytes: u64,
+    encoder: Encoder,
+}
+
+/// A file whose encoding is finished, waiting for the commit to make it visible.
+pub struct ClosedFile {
+    pub key: String,
+    pub upload: Box<dyn Upload>,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(format!("{what}: {e}"))
+}
+
+impl OpenFile {
+    /// Starts the object at `key` with the columns of `schema`.
+    pub fn start(
+        store: &dyn ObjectStore,
+        key: String,
+        format: DataFormat,
+        compression: Compression,
+        schema: Arc<Schema>,
+    ) -> Result<Self> {
+        let sink = UploadWriter::new(store.upload(&key)?);
+        let columns = schema.fields().len();
+        let encoder = match format {
+            DataFormat::Parquet => {
+                let codec = match compression {
+                    Compression::Snappy => PqCompression::SNAPPY,
+                    Compression::Zstd => {
+                        PqCompression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default())
+                    }
+                    Compression::None => PqCompression::UNCOMPRESSED,
+                };
+                let props = WriterProperties::builder()
+                    .set_compression(codec)
+                    .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+                    .build();
+                Encoder::Parquet(
+                    ArrowWriter::try_new(sink, schema, Some(props))
+                        .map_err(|e| internal("starting a Parquet file", e))?,
+                )
+            }
+            DataFormat::Json => Encoder::Json(flate2::write::GzEncoder::new(
+                sink,
+                flate2::Compression::default(),
+            )),
+        };
+        Ok(OpenFile {
+            key,
+            columns,
+            rows: 0,
+            value_bytes: 0,
+            encoder,
+        })
+    }
+
+    fn sink(&mut self) -> &mut UploadWriter {
+        match &mut self.encoder {
+            Encoder::Parquet(w) => w.inner_mut(),
+            Encoder::Json(g) => g.get_mut(),
+        }
+    }
+
+    /// A store error hidden behind an encoder's error, else the encoder's.
+    fn failed(&mut self, what: &str, e: impl std::fmt::Display) -> EngineError {
+        self.sink().error().unwrap_or_else(|| internal(what, e))
+    }
+
+    /// Appends `batch` (with this file's columns) as one row group.
+    pub fn write(&mut self, batch: &RecordBatch, value_bytes: u64) -> Result<()> {
+        let r = match &mut self.encoder {
+            Encoder::Parquet(w) => w
+                .write(batch)
+                .and_then(|()| w.flush())
+                .map_err(|e| e.to_string()),
+            Encoder::Json(g) => write_json(g, batch),
+        };
+        if let Err(e) = r {
+            return Err(self.failed("encoding a data file", e));
+        }
+        self.rows += batch.num_rows();
+        self.value_bytes += value_bytes;
+        Ok(())
+    }
+
+    /// Finishes the encoding (the Parquet footer); the upload is left to complete.
+    pub fn close(self) -> Result<ClosedFile> {
+        let r = match self.encoder {
+            Encoder::Parquet(w) => w.into_inner().map_err(|e| e.to_string()),
+            Encoder::Json(g) => g.finish().map_err(|e| e.to_string()),
+        };
+        let mut sink = match r {
+            Ok(s) => s,
+            Err(e) => return Err(internal("closing a data file", e)),
+        };
+        let bytes = sink.written();
+        if let Some(e) = sink.error() {
+            if let Some(u) = sink.take() {
+                u.abort();
+            }
+            return Err(e);
+        }
+        let upload = sink
+            .take()
+            .ok_or_else(|| EngineError::Internal("a data file lost its upload".into()))?;
+        Ok(ClosedFile {
+            key: self.key,
+            upload,
+            rows: self.rows,
+            bytes,
+        })
+    }
+
+    /// Gives the file up: nothing of it becomes visible.
+    pub fn abort(mut self) {
+        if let Some(u) = self.sink().take() {
+            u.abort();
+        }
+    }
+}
+
+/// Rows as NDJSON (nulls left out, `time` in integer epoch seconds: SPEC §4.2, §12 D2).
+fn write_json(
+    out: &mut flate2::write::GzEncoder<UploadWriter>,
+    batch: &RecordBatch,
+) -> std::result::Result<(), String> {
+    let e = |e: arrow::error::ArrowError| e.to_string();
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut arrays = Vec::with_capacity(batch.num_columns());
+    for (f, a) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(f.data_type(), DataType::Timestamp(..)) {
+            let micros = arrow::compute::cast(a, &DataType::Int64).map_err(e)?;
+            let secs = arrow::compute::kernels::numeric::div(
+                &micros,
+                &arrow::array::Int64Array::new_scalar(1_000_000),
+            )
+            .map_err(e)?;
+            fields.push(Field::new(f.name(), DataType::Int64, true));
+            arrays.push(secs);
+        } else {
+            fields.push(f.as_ref().clone());
+            arrays.push(a.clone());
+        }
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(e)?;
+    let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
+    w.write(&batch).map_err(e)?;
+    w.finish().map_err(e)?;
+    out.flush().map_err(|e| e.to_string())
+}
