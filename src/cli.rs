@@ -516,13 +516,13 @@ fn replay(
     }
     let unacked = report.events.saturating_sub(report.acked + report.failed);
     eprintln!(
-        "replayed {} events ({:.1} MB) in {:.1} s: {:.0} events/s, {:.1} MB/s; {} acknowledged, {} retried, {} failed{}",
+        "sent {} events in {:.1} s ({:.0} events/s); {} acknowledged ({:.1} MB, {:.1} MB/s), {} retried, {} failed{}",
         report.events,
-        report.bytes as f64 / 1e6,
         report.seconds,
         report.events_per_second,
-        report.mb_per_second,
         report.acked,
+        report.bytes as f64 / 1e6,
+        report.mb_per_second,
         report.retried,
         report.failed,
         if unacked > 0 { format!(", {unacked} unacknowledged") } else { String::new() }

@@ -480,6 +480,92 @@ fn roles_are_assumed_with_the_project_token_as_external_id() {
     check(&endpoint, &inp, "AES256", None);
 }
 
+/// An assumed role's session ends while the run goes on, and is renewed without a restart:
+/// sessions of 15 s over a run of about 40 s with events arriving all along, IAM enforced (the
+/// engine's own keys cannot touch S3 or Glue). STS calls are counted at a proxy.
+#[test]
+fn assumed_role_sessions_are_renewed_while_a_run_goes_on() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // Half the events before the run starts, half at 250 per second while it runs.
+    let mut inp = input(&brokers, dir.path(), "renew");
+    let later = dir.path().join("later.ndjson.gz");
+    gen(&later, 8_000, 78, 0.05);
+    let lines = read_lines(&later);
+    let valid: HashSet<String> = lines.iter().filter_map(|l| classify(l)).collect();
+    inp.malformed += lines.len() - valid.len();
+    inp.valid.extend(valid);
+
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    let roles: serde_json::Value =
+        serde_json::from_str(&aws_lake(&["roles", &endpoint, "token-0123456789"])).unwrap();
+    let proxy = faults::fault_proxy(endpoint.trim_start_matches("http://"), 0);
+    let extra = vec![
+        format!("sinks.lake.store.endpoint={}", proxy.url),
+        format!(
+            "sinks.lake.store.role={}",
+            roles["s3_role"].as_str().unwrap()
+        ),
+        format!(
+            "sinks.lake.catalog.role={}",
+            roles["glue_role"].as_str().unwrap()
+        ),
+        "sinks.lake.project_token=token-0123456789".into(),
+        "sinks.lake.store.role_session=15s".into(),
+        "sinks.lake.catalog.role_session=15s".into(),
+    ];
+    let _on = Enforced::on(&endpoint);
+    let run = s3_command(
+        &["run"],
+        &brokers,
+        &endpoint,
+        dir.path(),
+        &inp,
+        "renew",
+        &extra,
+    )
+    .arg("--no-progress")
+    .env("AWS_ACCESS_KEY_ID", roles["access_key"].as_str().unwrap())
+    .env(
+        "AWS_SECRET_ACCESS_KEY",
+        roles["secret_key"].as_str().unwrap(),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let report = replay(&later, &brokers, &inp.topic, &["--rate", "250"]);
+    assert_eq!(report["acked"], 8_000, "{report}");
+    // The last events' commit (roll.max_age is 1 s), then a clean stop.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let stopped = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(_on);
+    // Two calls at the start (the check before anything runs, then the SDK's first use);
+    // renewals after that, about one per 15 s session (with sessions of 1 h: 2 calls in all).
+    let calls = proxy
+        .counts
+        .assume_role
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        calls >= 4,
+        "the S3 role was assumed {calls} time(s) over a run of 30 s and more"
+    );
+    check(&endpoint, &inp, "AES256", None);
+}
+
 /// The commit's steps, in order, where a crash is injected (`failpoints` feature).
 #[cfg(feature = "failpoints")]
 const CRASH_POINTS: [&str; 7] = [

@@ -532,3 +532,134 @@ fn check_rows_only(dir: &Path, input: &Input) {
     assert_eq!(got.len(), input.valid.len());
     assert_eq!(ids.lines().count() - 1, input.valid.len());
 }
+
+/// Events of `n` lines from `gen` (no malformed ones), with their valid count.
+fn small_file(dir: &Path, name: &str, n: u64, seed: u64) -> (PathBuf, usize) {
+    let file = dir.join(name);
+    gen(&file, n, seed, 0.0);
+    let valid = read_lines(&file)
+        .iter()
+        .filter(|l| classify(l).is_some())
+        .count();
+    (file, valid)
+}
+
+fn pattern_run(dir: &Path, brokers: &str, pattern: &str, group: &str, start: &str) -> String {
+    let mut sets = sets(dir, brokers, "unused", group);
+    for s in [
+        "sources.events.topics=[]".to_string(),
+        format!("sources.events.topic_pattern={pattern}"),
+        format!("sources.events.start={start}"),
+    ] {
+        sets.push("--set".into());
+        sets.push(s);
+    }
+    stdout(&run_ok(
+        sluice()
+            .args(["run", T, "--no-progress", "--until-caught-up"])
+            .args(sets),
+    ))
+}
+
+/// A new group reads the topics a pattern matches, from the start it is given: a time, the
+/// earliest offsets, or the latest.
+#[test]
+fn a_topic_pattern_and_a_start_choose_what_a_new_group_reads() {
+    let Some(b) = brokers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let (early, early_valid) = small_file(dir.path(), "early.ndjson", 400, 5);
+    let (late, late_valid) = small_file(dir.path(), "late.ndjson", 300, 6);
+    let (a, other) = (format!("pat{pid}-a"), format!("pat{pid}-b"));
+    for t in [&a, &other] {
+        assert_eq!(replay(&early, &b, t, &[])["acked"], 400);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(replay(&late, &b, &a, &[])["acked"], 300);
+    let pattern = format!("^pat{pid}-.*");
+    let count = |d: &Path| query_number(T, d, "SELECT count(*) FROM mp_master_event");
+
+    let from_cut = dir.path().join("cut");
+    pattern_run(&from_cut, &b, &pattern, "pat-cut", &cut.to_string());
+    assert_eq!(count(&from_cut), late_valid as u64, "from the time");
+
+    let all = dir.path().join("all");
+    pattern_run(&all, &b, &pattern, "pat-all", "earliest");
+    assert_eq!(
+        count(&all),
+        (2 * early_valid + late_valid) as u64,
+        "both topics from the start"
+    );
+
+    let latest = dir.path().join("latest");
+    let out = pattern_run(&latest, &b, &pattern, "pat-latest", "latest");
+    assert!(out.contains("rows written     0"), "{out}");
+}
+
+/// `--speed` paces every pass of `--loop` by the events' own times, and a message the producer
+/// cannot send is counted as failed in the report (exit 1), not a crash without one.
+#[test]
+fn replay_paces_each_loop_and_reports_messages_it_cannot_send() {
+    let Some(b) = brokers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Five events one second apart: at --speed 4, a pass takes one second.
+    let paced = dir.path().join("paced.ndjson");
+    let lines: Vec<String> = (0..5)
+        .map(|i| {
+            format!(
+                r#"{{"event":"tick","properties":{{"time":{},"distinct_id":"u{i}","$insert_id":"p{i}"}}}}"#,
+                1_700_000_000 + i
+            )
+        })
+        .collect();
+    std::fs::write(&paced, lines.join("\n") + "\n").unwrap();
+    let topic = format!("paced-{}", std::process::id());
+    let r = replay(
+        &paced,
+        &b,
+        &topic,
+        &["--speed", "4", "--loop", "--max-events", "15"],
+    );
+    assert_eq!(r["acked"], 15, "{r}");
+    // Three passes: the last event is due at 2 s + 1 s (not 1 s, as when later passes were
+    // sent unpaced).
+    let seconds = r["seconds"].as_f64().unwrap();
+    assert!(
+        (2.6..10.0).contains(&seconds),
+        "15 events at --speed 4 over 3 passes took {seconds:.2} s: {r}"
+    );
+
+    // A message over the producer's 1 MB limit among small ones.
+    let big = dir.path().join("big.ndjson");
+    let huge = "x".repeat(1_500_000);
+    std::fs::write(
+        &big,
+        format!(
+            "{}\n{}\n{{\"event\":\"huge\",\"properties\":{{\"time\":1700000000,\"blob\":\"{huge}\"}}}}\n{}\n",
+            lines[0], lines[1], lines[2]
+        ),
+    )
+    .unwrap();
+    let out = sluice()
+        .args(["replay", &big.display().to_string(), "--brokers", &b])
+        .args(["--topic", &topic, "--json", "--no-progress"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let r: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(r["events"], 4, "{r}");
+    assert_eq!(r["acked"], 3, "{r}");
+    assert_eq!(r["failed"], 1, "{r}");
+    assert!(
+        r["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too large"),
+        "{r}"
+    );
+}

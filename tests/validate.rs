@@ -198,3 +198,52 @@ fn schema_describes_every_component_type() {
     }
     assert_eq!(s["additionalProperties"], serde_json::json!(false));
 }
+
+#[test]
+fn s3_settings_are_checked_against_what_aws_allows() {
+    let out = sluice()
+        .args(["validate", "topologies/s3-glue.yaml"])
+        .args([
+            "--set",
+            "sinks.lake.store.role_session=5m",
+            "--set",
+            "sinks.lake.catalog.role_session=13h",
+            "--set",
+            "sinks.lake.store.part_size=1MiB",
+            "--set",
+            "sinks.lake.roll.row_group_size=0",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "store.role_session: `5m` is outside AWS's sessions, 15m to 12h",
+        "catalog.role_session: `13h` is outside AWS's sessions, 15m to 12h",
+        "store.part_size: `1MiB` is below S3's smallest part, 5MiB",
+        "roll.row_group_size: `0` must be above zero",
+        "4 problem(s)",
+    ] {
+        assert!(err.contains(want), "{want} not in {err}");
+    }
+    // A test server (a custom endpoint) takes shorter sessions and smaller parts.
+    let out = sluice()
+        .args(["validate", "topologies/s3-glue.yaml"])
+        .args([
+            "--set",
+            "sinks.lake.store.endpoint=http://127.0.0.1:1",
+            "--set",
+            "sinks.lake.store.role_session=15s",
+            "--set",
+            "sinks.lake.store.part_size=256KiB",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -14,6 +14,8 @@ pub struct FaultCounts {
     pub throttled: AtomicU64,
     pub errors: AtomicU64,
     pub dropped: AtomicU64,
+    /// STS AssumeRole calls that went through (a role's sessions, first and renewed).
+    pub assume_role: AtomicU64,
 }
 
 pub struct FaultProxy {
@@ -22,7 +24,8 @@ pub struct FaultProxy {
 }
 
 /// Starts the proxy in front of `upstream` (`host:port`); it lives as long as the test.
-/// Of every `every` requests, one is throttled, one fails with a 500 and one is dropped.
+/// Of every `every` requests, one is throttled, one fails with a 500 and one is dropped; with
+/// `every` 0, none is.
 pub fn fault_proxy(upstream: &str, every: u64) -> FaultProxy {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -94,7 +97,10 @@ fn serve(
         reader.read_exact(&mut body)?;
     }
     let n = counts.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    match n % every {
+    if body.windows(17).any(|w| w == b"Action=AssumeRole") {
+        counts.assume_role.fetch_add(1, Ordering::Relaxed);
+    }
+    match n.checked_rem(every).unwrap_or(0) {
         1 => {
             counts.throttled.fetch_add(1, Ordering::Relaxed);
             return answer(

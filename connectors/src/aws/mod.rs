@@ -32,7 +32,7 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
 }
 
 /// How to reach one AWS service: where, and as whom.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Access {
     pub region: String,
     /// A custom endpoint (S3-compatible stores, local test servers).
@@ -41,10 +41,12 @@ pub struct Access {
     pub role: Option<String>,
     /// The external id AssumeRole sends: the project token.
     pub external_id: Option<String>,
+    /// How long an assumed role's session lasts; the SDK renews it before it ends.
+    pub session: std::time::Duration,
 }
 
-/// What a session asks for: AWS's default, refreshed by the SDK before it expires.
-const SESSION: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The session asked for unless configured: AWS's default.
+pub const SESSION: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Shared SDK settings: region, an optional endpoint, credentials from the default chain or,
 /// with a role, from STS AssumeRole on top of it. An assumed role's credentials are cached and
@@ -99,7 +101,7 @@ pub(crate) fn assumed(
     let rt = runtime().map_err(|e| e.to_string())?;
     let mut assume = aws_config::sts::AssumeRoleProvider::builder(role)
         .session_name(format!("sluice-{}", std::process::id()))
-        .session_length(SESSION)
+        .session_length(access.session)
         .configure(base);
     if let Some(id) = &access.external_id {
         assume = assume.external_id(id.clone());

@@ -212,10 +212,16 @@ impl TopicProducer {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    return Err(EngineError::external(
-                        format!("producing to {}", self.topic),
-                        e,
-                    ))
+                    // This message cannot be produced (too large, say): it counts as failed,
+                    // and the run goes on to report it.
+                    if attempt == 1 {
+                        self.delivery.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.delivery.failed.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut last) = self.delivery.last_error.lock() {
+                        *last = Some(format!("producing to {}: {e}", self.topic));
+                    }
+                    return Ok(());
                 }
             }
         }
@@ -350,10 +356,13 @@ pub fn replay(
 ) -> Result<ReplayReport> {
     let started = Instant::now();
     let mut n: u64 = 0;
-    let mut first_time: Option<f64> = None;
     let mut last_progress = Instant::now();
     let mut line = Vec::with_capacity(4096);
     'outer: loop {
+        // `--speed` paces each pass from its own start and its own first event's time.
+        let pass_started = started.elapsed().as_secs_f64();
+        let mut first_time: Option<f64> = None;
+        let sent_before = n;
         for path in &plan.files {
             let mut r = open_lines(path)?;
             loop {
@@ -379,7 +388,7 @@ pub fn replay(
                     Pace::Rate(r) => Some(n as f64 / r),
                     Pace::Speed(s) => event_time(&line).map(|t| {
                         let t0 = *first_time.get_or_insert(t);
-                        ((t - t0) / s).max(0.0)
+                        pass_started + ((t - t0) / s).max(0.0)
                     }),
                 };
                 if let Some(due) = due {
@@ -410,6 +419,12 @@ pub fn replay(
         }
         if !plan.repeat {
             break;
+        }
+        if n == sent_before {
+            return Err(EngineError::config(
+                "--loop over files that hold no events",
+                "give files with at least one line",
+            ));
         }
     }
     let send_seconds = started.elapsed().as_secs_f64();

@@ -100,6 +100,10 @@ pub enum StoreConfig {
         /// A role to assume for S3 (`s3_role`), with the project token as external id.
         #[serde(default)]
         role: Option<String>,
+        /// How long an assumed role's session lasts; it is renewed before it ends (AWS allows
+        /// 15m to the role's maximum, at most 12h).
+        #[serde(default = "default_role_session")]
+        role_session: String,
         /// Multipart uploads' part size (objects of two parts or more go up in parts); AWS
         /// needs at least 5MiB.
         #[serde(default = "default_part_size")]
@@ -110,6 +114,13 @@ pub enum StoreConfig {
 fn default_part_size() -> String {
     "8MiB".into()
 }
+
+fn default_role_session() -> String {
+    "1h".into()
+}
+
+/// AWS's shortest and longest AssumeRole sessions.
+const AWS_SESSIONS: (Duration, Duration) = (Duration::from_secs(900), Duration::from_secs(43_200));
 
 /// The catalog.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -141,6 +152,9 @@ pub enum CatalogConfig {
         /// may be the S3 role.
         #[serde(default)]
         role: Option<String>,
+        /// How long an assumed role's session lasts; it is renewed before it ends.
+        #[serde(default = "default_role_session")]
+        role_session: String,
     },
 }
 
@@ -311,12 +325,19 @@ pub struct Dataset {
 }
 
 impl ParquetSinkConfig {
-    fn access(&self, region: &str, endpoint: &Option<String>, role: &Option<String>) -> Access {
+    fn access(
+        &self,
+        region: &str,
+        endpoint: &Option<String>,
+        role: &Option<String>,
+        session: &str,
+    ) -> Access {
         Access {
             region: region.to_string(),
             endpoint: endpoint.clone().filter(|e| !e.is_empty()),
             role: role.clone().filter(|r| !r.is_empty()),
             external_id: self.project_token.clone().filter(|t| !t.is_empty()),
+            session: parse_duration(session).unwrap_or(crate::aws::SESSION),
         }
     }
 
@@ -339,10 +360,11 @@ impl ParquetSinkConfig {
                 encryption,
                 kms_key_id,
                 role,
+                role_session,
                 part_size,
             } => Arc::new(S3Store::open(
                 bucket,
-                &self.access(region, endpoint, role),
+                &self.access(region, endpoint, role, role_session),
                 *encryption,
                 kms_key_id.clone(),
                 parse_bytes(part_size).unwrap_or(crate::aws::s3::DEFAULT_PART_SIZE as u64) as usize,
@@ -358,10 +380,11 @@ impl ParquetSinkConfig {
                 endpoint,
                 table_prefix,
                 role,
+                role_session,
                 ..
             } => Some(Arc::new(GluePublisher::open(
                 database,
-                &self.access(region, endpoint, role),
+                &self.access(region, endpoint, role, role_session),
                 table_prefix,
             )?)),
         };
@@ -389,11 +412,12 @@ impl Component for ParquetSinkConfig {
             encryption,
             kms_key_id,
             role,
+            role_session,
             ..
         } = &self.store
         {
             checks.extend(crate::aws::online::check_s3(
-                &self.access(region, endpoint, role),
+                &self.access(region, endpoint, role, role_session),
                 bucket,
                 &self.base_key(),
                 *encryption,
@@ -405,11 +429,12 @@ impl Component for ParquetSinkConfig {
             region,
             endpoint,
             role,
+            role_session,
             ..
         } = &self.catalog
         {
             checks.extend(crate::aws::online::check_glue(
-                &self.access(region, endpoint, role),
+                &self.access(region, endpoint, role, role_session),
                 database,
             ));
         }
@@ -495,6 +520,42 @@ impl Component for ParquetSinkConfig {
                 ));
             }
         }
+        let sessions = [
+            match &self.store {
+                StoreConfig::S3 {
+                    role_session,
+                    endpoint,
+                    ..
+                } => Some(("store.role_session", role_session, endpoint)),
+                StoreConfig::Local { .. } => None,
+            },
+            match &self.catalog {
+                CatalogConfig::Glue {
+                    role_session,
+                    endpoint,
+                    ..
+                } => Some(("catalog.role_session", role_session, endpoint)),
+                CatalogConfig::Local { .. } => None,
+            },
+        ];
+        for (key, session, endpoint) in sessions.into_iter().flatten() {
+            // A custom endpoint (a test server) may take shorter sessions than AWS.
+            let aws = endpoint.as_deref().is_none_or(str::is_empty);
+            match parse_duration(session) {
+                Err(m) => issues.push(Issue::at(key, m, "write e.g. 1h")),
+                Ok(d) if d.is_zero() => {
+                    issues.push(Issue::at(key, "the session must last", "write e.g. 1h"))
+                }
+                Ok(d) if aws && (d < AWS_SESSIONS.0 || d > AWS_SESSIONS.1) => {
+                    issues.push(Issue::at(
+                        key,
+                        format!("`{session}` is outside AWS's sessions, 15m to 12h"),
+                        "write e.g. 1h (and at most the role's maximum session duration)",
+                    ))
+                }
+                Ok(_) => {}
+            }
+        }
         let roles = [
             match &self.store {
                 StoreConfig::S3 { role, .. } => ("store.role", role),
@@ -547,15 +608,25 @@ impl Component for ParquetSinkConfig {
         ))
     }
     fn open_schema_registry(&self) -> Option<Result<Arc<dyn SchemaRegistry>>> {
-        Some(self.open_dataset().map(|d| {
-            let base_url = d.store.url(&d.base_key);
-            Arc::new(DatasetRegistry {
-                catalog: d.catalog,
-                database: d.database,
+        // The registry lives in the commit state; the store is only named (S3 and Glue are
+        // reached once, by the sink).
+        let open = || -> Result<Arc<dyn SchemaRegistry>> {
+            let base_url = match &self.store {
+                StoreConfig::Local { path } => LocalStore::open(path)?.url(&self.base_key()),
+                StoreConfig::S3 { bucket, .. } => format!("s3://{bucket}/{}", self.base_key()),
+            };
+            let catalog: Arc<dyn Catalog> =
+                Arc::new(LocalCatalog::open(self.catalog.state_path())?);
+            let database = self.catalog.database().to_string();
+            catalog.ensure_database(&database)?;
+            Ok(Arc::new(DatasetRegistry {
+                catalog,
+                database,
                 base_url,
                 format: self.format.as_str().to_string(),
-            }) as Arc<dyn SchemaRegistry>
-        }))
+            }))
+        };
+        Some(open())
     }
     fn build_sink(&self, cx: &BuildContext) -> Result<Box<dyn Sink>> {
         let roll = self.roll.parse().map_err(|issues| {

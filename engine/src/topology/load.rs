@@ -423,7 +423,12 @@ fn parse_component(
             .as_deref()
             .and_then(|k| lookup_span(&settings, k))
             .unwrap_or_else(|| *name.span());
-        cx.problem(&span, cname, issue.message, issue.hint);
+        // The setting is named: a value given by `--set` has no line to point at.
+        let message = match &issue.key {
+            Some(k) => format!("{k}: {}", issue.message),
+            None => issue.message,
+        };
+        cx.problem(&span, cname, message, issue.hint);
     }
     Ok(NodeSpec {
         name: name.as_str().to_string(),
