@@ -42,13 +42,18 @@ struct Input {
 
 /// 20,000 generated events in a topic of the test's own.
 fn input(brokers: &str, dir: &Path, test: &str) -> Input {
+    input_of(brokers, dir, test, 20_000)
+}
+
+/// `events` generated events (5% malformed) in a topic of the test's own.
+fn input_of(brokers: &str, dir: &Path, test: &str, events: u64) -> Input {
     let file = dir.join("events.ndjson.gz");
-    gen(&file, 20_000, 77, 0.05);
+    gen(&file, events, 77, 0.05);
     let lines = read_lines(&file);
     let valid: HashSet<String> = lines.iter().filter_map(|l| classify(l)).collect();
     let topic = format!("aws-{test}-{}", std::process::id());
     let report = replay(&file, brokers, &topic, &[]);
-    assert_eq!(report["acked"], 20_000, "{report}");
+    assert_eq!(report["acked"], events, "{report}");
     Input {
         topic,
         malformed: lines.len() - valid.len(),
@@ -237,7 +242,7 @@ fn kafka_to_s3_and_glue_with_aes_then_kms() {
     };
     let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let inp = input(&brokers, dir.path(), "sse");
+    let inp = input_of(&brokers, dir.path(), "sse", 100_000);
 
     aws_lake(&["setup", &endpoint, "lake", "analytics"]);
     let aes = dir.path().join("aes");
@@ -628,10 +633,9 @@ fn a_crash_at_any_step_of_the_commit_then_a_restart_leaves_each_event_once_in_gl
     }
 }
 
-/// Large files go up in parts while their windows fill: when the run stops at the start of its
-/// only commit, parts are in S3 and no object is visible; after a restart, the files are
-/// multipart objects and every event is there once.
-#[cfg(feature = "failpoints")]
+/// Large files go up in parts while their windows fill: during a run whose only commit is an
+/// hour away, parts arrive in S3 and no object is visible; killed then and restarted, the
+/// files are multipart objects and every event is there once.
 #[test]
 fn large_files_go_up_in_parts_while_they_are_written() {
     let Some((brokers, endpoint)) = services() else {
@@ -639,36 +643,53 @@ fn large_files_go_up_in_parts_while_they_are_written() {
     };
     let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let inp = input(&brokers, dir.path(), "stream");
+    let inp = input_of(&brokers, dir.path(), "stream", 60_000);
     aws_lake(&["setup", &endpoint, "lake", "analytics"]);
     let extra = [
         "sinks.lake.store.part_size=256KiB".to_string(),
         "sinks.lake.roll.row_group_size=64KiB".into(),
         "sinks.lake.roll.max_age=1h".into(),
     ];
-    let out = s3_run(&brokers, &endpoint, dir.path(), &inp, "stream", &extra)
-        .env("FAILPOINTS", "lake.commit.begun=return")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("failpoint lake.commit.begun: crashing"),
-        "the crash was not injected: {err}"
-    );
-    let state: serde_json::Value =
-        serde_json::from_str(&aws_lake(&["uploads", &endpoint, "lake"])).unwrap();
-    assert_eq!(
-        state["objects"].as_array().unwrap().len(),
-        0,
-        "a file is visible before its commit: {state}"
-    );
-    let parts: u64 = state["uploads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["parts"].as_u64().unwrap())
-        .sum();
-    assert!(parts >= 2, "no parts went up before the commit: {state}");
+    let mut run = s3_command(
+        &["run"],
+        &brokers,
+        &endpoint,
+        dir.path(),
+        &inp,
+        "stream",
+        &extra,
+    )
+    .arg("--no-progress")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let state: serde_json::Value =
+            serde_json::from_str(&aws_lake(&["uploads", &endpoint, "lake"])).unwrap();
+        assert_eq!(
+            state["objects"].as_array().unwrap().len(),
+            0,
+            "a file is visible before its commit: {state}"
+        );
+        let parts: u64 = state["uploads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["parts"].as_u64().unwrap())
+            .sum();
+        if parts >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no parts went up while the files were written: {state}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
 
     run_to_s3(
         &brokers,

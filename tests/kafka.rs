@@ -77,9 +77,15 @@ fn sets(dir: &Path, brokers: &str, topic: &str, group: &str) -> Vec<String> {
 }
 
 fn spawn(dir: &Path, brokers: &str, topic: &str, group: &str) -> Child {
+    spawn_with(dir, brokers, topic, group, &[])
+}
+
+/// `spawn` with more `--set`s.
+fn spawn_with(dir: &Path, brokers: &str, topic: &str, group: &str, extra: &[&str]) -> Child {
     sluice()
         .args(["run", T, "--no-progress", "--until-caught-up"])
         .args(sets(dir, brokers, topic, group))
+        .args(extra.iter().flat_map(|s| ["--set", s]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -199,7 +205,9 @@ fn interrupted(sig: i32, group: &str) {
     let inp = input(&b);
     let base = baseline(&b);
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn(dir.path(), &b, &inp.topic, group);
+    // Commits of at most 1 MiB held: many per run, so that the signal lands midway.
+    let small = ["sinks.lake.roll.max_buffer=1MiB"];
+    let mut child = spawn_with(dir.path(), &b, &inp.topic, group, &small);
     let deadline = Instant::now() + Duration::from_secs(120);
     while committed_manifests(dir.path()) < 2 {
         assert!(Instant::now() < deadline, "no commit seen");

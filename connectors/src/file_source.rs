@@ -82,6 +82,7 @@ impl Component for FileSourceConfig {
             document: self.document,
             stats: cx.stats.clone(),
             rewind: None,
+            last_bytes: 0,
         }))
     }
     fn as_any(&self) -> &dyn Any {
@@ -112,6 +113,9 @@ pub struct FileSource {
     document: bool,
     stats: Arc<RunStats>,
     rewind: Option<Arc<Rewind>>,
+    /// Bytes of the last batch: the next one's buffer starts that big, and never grows by
+    /// copying itself over and over.
+    last_bytes: usize,
 }
 
 /// The files a pattern names, in order.
@@ -202,7 +206,12 @@ impl Source for FileSource {
             };
             let mut raw = RawLines {
                 partition: cur.partition,
-                ..Default::default()
+                buf: Vec::with_capacity(self.last_bytes + self.last_bytes / 8),
+                lines: Vec::with_capacity(if self.document {
+                    1
+                } else {
+                    max_lines.min(1 << 16)
+                }),
             };
             let mut eof = false;
             let mut bytes = 0u64;
@@ -244,6 +253,7 @@ impl Source for FileSource {
                     break;
                 }
             }
+            self.last_bytes = raw.buf.len();
             RunStats::add(&self.stats.lines_read, raw.lines.len() as u64);
             RunStats::add(&self.stats.bytes_read, bytes);
             metrics::counter!("sluice_source_lines_total").increment(raw.lines.len() as u64);

@@ -58,15 +58,38 @@ pub fn worker_id() -> &'static str {
 ///   drops batches of older generations.
 /// - The flush flag: a source that needs what it read committed now (it is caught up, or its
 ///   partitions are being taken away) raises it; sinks commit on their next poll while it is up.
+///   With targets (partition number, next offset), a sink waits until it has received that
+///   far, so that the batches still on their way make one commit rather than several.
 #[derive(Debug, Default)]
 pub struct Rewind {
     generation: AtomicU64,
     flush: AtomicBool,
+    flush_targets: std::sync::Mutex<Vec<(u32, u64)>>,
 }
 
 impl Rewind {
+    /// Raises (or lowers) the flush flag: sinks commit what they hold at once.
     pub fn request_flush(&self, on: bool) {
+        self.set_targets(Vec::new());
         self.flush.store(on, Ordering::SeqCst);
+    }
+    /// Raises the flush flag for what was sent up to `targets` (partition number, next
+    /// offset): a sink commits once it has received that much.
+    pub fn request_flush_through(&self, targets: Vec<(u32, u64)>) {
+        self.set_targets(targets);
+        self.flush.store(true, Ordering::SeqCst);
+    }
+    /// What the flush waits for; empty: nothing.
+    pub fn flush_targets(&self) -> Vec<(u32, u64)> {
+        self.flush_targets
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default()
+    }
+    fn set_targets(&self, targets: Vec<(u32, u64)>) {
+        if let Ok(mut t) = self.flush_targets.lock() {
+            *t = targets;
+        }
     }
     pub fn flush_requested(&self) -> bool {
         self.flush.load(Ordering::SeqCst)

@@ -488,6 +488,9 @@ pub fn run(
                             control.fail(e);
                             return;
                         }
+                        if let Some(release) = RELEASE_MEMORY.get() {
+                            release();
+                        }
                     }
                 }
                 if now >= next_poll {
@@ -606,6 +609,16 @@ fn placed(e: EngineError, n: &crate::topology::NodeSpec) -> EngineError {
 
 /// How often a sink thread looks at the process's resident memory.
 const MEMORY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// What gives freed memory back to the OS at once, after a sink relieved memory: the
+/// allocator may keep freed pages for a while (which saves faulting them in again), and the
+/// budget reads the resident set. Set once by the binary.
+static RELEASE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Installs the allocator's "return freed memory now" (see [`RELEASE_MEMORY`]).
+pub fn set_memory_release(release: fn()) {
+    let _ = RELEASE_MEMORY.set(release);
+}
 
 /// The process's resident set, from `/proc/self/status` (Linux); `None` elsewhere.
 pub fn resident_bytes() -> Option<u64> {

@@ -706,6 +706,58 @@ impl KafkaSource {
         }
     }
 
+    /// Reads messages already fetched into their partitions' buffers: waits up to 50 ms for
+    /// the first, then takes what is queued without waiting, until a partition holds a batch
+    /// or `max_lines` were read. True when the queue ran dry.
+    fn read_messages(&mut self, max_lines: usize) -> Result<bool> {
+        let (consumer, shared) = self.parts()?;
+        for i in 0..max_lines.max(1) {
+            let wait = if i == 0 {
+                Duration::from_millis(50)
+            } else {
+                Duration::ZERO
+            };
+            match consumer.poll(wait) {
+                None => return Ok(true),
+                Some(Ok(m)) => {
+                    let payload = m.payload().unwrap_or_default();
+                    let offset = m.offset();
+                    let mut st = shared.state();
+                    let State {
+                        assigned, lookup, ..
+                    } = &mut *st;
+                    // Per message: the lookup key's buffer is reused, not allocated.
+                    lookup.0.clear();
+                    lookup.0.push_str(m.topic());
+                    lookup.1 = m.partition();
+                    let Some(part) = assigned.get_mut(lookup) else {
+                        continue;
+                    };
+                    if offset < part.sent {
+                        continue;
+                    }
+                    let start = part.buf.buf.len() as u32;
+                    part.buf.buf.extend_from_slice(payload);
+                    part.buf
+                        .lines
+                        .push((offset as u64, start, part.buf.buf.len() as u32));
+                    if part.buffered_since.is_none() {
+                        part.buffered_since = Some(Instant::now());
+                    }
+                    if part.buf.lines.len() >= max_lines {
+                        return Ok(false);
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(true),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer");
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// With `--until-caught-up`: true once every assigned partition is read to its end and
     /// everything read is committed. Raises the flush request when reading is done.
     fn caught_up(&self) -> Result<bool> {
@@ -740,8 +792,13 @@ impl KafkaSource {
             .values()
             .map(|p| (p.key.clone(), p.sent, p.origin))
             .collect();
+        let through: Vec<(u32, u64)> = st
+            .assigned
+            .values()
+            .map(|p| (p.pid, p.sent.max(0) as u64))
+            .collect();
         drop(st);
-        shared.coordinator.rewind.request_flush(true);
+        shared.coordinator.rewind.request_flush_through(through);
         let committed = shared.coordinator.committed()?;
         Ok(targets.iter().all(|(k, sent, origin)| {
             sent <= origin || committed.get(k).is_some_and(|c| *c as i64 >= *sent)
@@ -805,6 +862,10 @@ impl Source for KafkaSource {
 
     fn next_batch(&mut self, max_lines: usize) -> Result<Option<Batch>> {
         let idle_until = Instant::now() + Duration::from_millis(250);
+        // Whether the last poll found the consumer's queue empty: the moment to look at
+        // the ends (asking librdkafka for positions is a round trip to its own threads, too
+        // dear to do per message).
+        let mut drained = false;
         loop {
             {
                 let (_, shared) = self.parts()?;
@@ -817,7 +878,7 @@ impl Source for KafkaSource {
                 return Ok(Some(b));
             }
             self.commit_offsets();
-            if self.until_caught_up && self.caught_up()? {
+            if drained && self.until_caught_up && self.caught_up()? {
                 tracing::info!("caught up: every assigned partition is read and committed");
                 return Ok(None);
             }
@@ -831,40 +892,7 @@ impl Source for KafkaSource {
                     ..Default::default()
                 }));
             }
-            let (consumer, shared) = self.parts()?;
-            match consumer.poll(Duration::from_millis(50)) {
-                None => {}
-                Some(Ok(m)) => {
-                    let payload = m.payload().unwrap_or_default();
-                    let offset = m.offset();
-                    let mut st = shared.state();
-                    let State {
-                        assigned, lookup, ..
-                    } = &mut *st;
-                    // Per message: the lookup key's buffer is reused, not allocated.
-                    lookup.0.clear();
-                    lookup.0.push_str(m.topic());
-                    lookup.1 = m.partition();
-                    let Some(part) = assigned.get_mut(lookup) else {
-                        continue;
-                    };
-                    if offset < part.sent {
-                        continue;
-                    }
-                    let start = part.buf.buf.len() as u32;
-                    part.buf.buf.extend_from_slice(payload);
-                    part.buf
-                        .lines
-                        .push((offset as u64, start, part.buf.buf.len() as u32));
-                    if part.buffered_since.is_none() {
-                        part.buffered_since = Some(Instant::now());
-                    }
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "kafka consumer");
-                }
-            }
+            drained = self.read_messages(max_lines)?;
         }
     }
 

@@ -856,7 +856,16 @@ impl Sink for LakeSink {
 
     fn poll(&mut self, now: Instant) -> Result<()> {
         if self.rewind.flush_requested() {
-            return self.commit();
+            // A flush for what a source sent: wait until all of it has arrived, so that it
+            // is one commit.
+            let targets = self.rewind.flush_targets();
+            let arrived = targets.into_iter().all(|(p, at)| {
+                let got = self.progress.get(&p).copied().unwrap_or(0);
+                got.max(self.committed_offset(p)) >= at
+            });
+            if arrived {
+                return self.commit();
+            }
         }
         if let Some(s) = self.epoch_started {
             if now.duration_since(s) >= self.roll.max_age {

@@ -53,17 +53,20 @@ struct Column {
 }
 
 impl Column {
-    fn new(class: TypeClass) -> Self {
+    /// A column for `rows` rows before its buffers grow.
+    fn new(class: TypeClass, rows: usize) -> Self {
         // Small first: a sink may hold thousands of (table, day) windows, most of them with
         // few rows, and Arrow's default (1,024 rows) would cost some 8 KiB per column each.
         // Buffers double as they fill.
         let b = match class {
-            TypeClass::String => Builder::Str(StringBuilder::with_capacity(FIRST_ROWS, 512)),
-            TypeClass::Number => Builder::Num(Float64Builder::with_capacity(FIRST_ROWS)),
-            TypeClass::Boolean => Builder::Bool(BooleanBuilder::with_capacity(FIRST_ROWS)),
-            TypeClass::Timestamp => Builder::Time(
-                TimestampMicrosecondBuilder::with_capacity(FIRST_ROWS).with_timezone("UTC"),
-            ),
+            // Every row takes a slot (nulls too, padded at the end), so slots are sized for
+            // all rows; string bytes grow with the values, as sparse columns have few.
+            TypeClass::String => Builder::Str(StringBuilder::with_capacity(rows, 512)),
+            TypeClass::Number => Builder::Num(Float64Builder::with_capacity(rows)),
+            TypeClass::Boolean => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            TypeClass::Timestamp => {
+                Builder::Time(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
+            }
         };
         Column { b, len: 0 }
     }
@@ -186,6 +189,8 @@ pub struct Window {
     pub seq: u32,
     /// The file its rows go to once they make a row group.
     pub file: Option<OpenFile>,
+    /// Rows a new column is sized for: after a row group, as many as it had.
+    first_rows: usize,
 }
 
 impl Window {
@@ -199,6 +204,7 @@ impl Window {
             first: None,
             seq: 0,
             file: None,
+            first_rows: FIRST_ROWS,
         }
     }
 
@@ -209,7 +215,8 @@ impl Window {
         let class = def.columns.get(ordinal).map(|c| c.class).ok_or_else(|| {
             EngineError::Internal(format!("column {ordinal} unknown in {}", def.name))
         })?;
-        Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class)))
+        let rows = self.first_rows;
+        Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class, rows)))
     }
 
     /// Appends one event; `def` must know every column the event uses.
@@ -271,6 +278,9 @@ impl Window {
         let batch = RecordBatch::try_new(schema, arrays)
             .map_err(|e| EngineError::Internal(format!("building a record batch: {e}")))?;
         self.columns.clear();
+        // The next row group is likely as big: its buffers start at that size rather than
+        // doubling their way up to it.
+        self.first_rows = rows.clamp(FIRST_ROWS, 1 << 20);
         self.rows = 0;
         self.bytes = 0;
         self.first = None;
