@@ -485,6 +485,63 @@ fn roles_are_assumed_with_the_project_token_as_external_id() {
     check(&endpoint, &inp, "AES256", None);
 }
 
+/// JSON-format tables (SPEC §12 D9) with a Glue table prefix (D11): gzipped NDJSON under the
+/// same folders (the prefix names Glue tables only), a JSON SerDe table, its partitions, and
+/// every valid event once in the files Glue's partitions point at.
+#[test]
+fn json_tables_with_a_glue_table_prefix() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input(&brokers, dir.path(), "json");
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    run_to_s3(
+        &brokers,
+        &endpoint,
+        dir.path(),
+        &inp,
+        "json",
+        &[
+            "sinks.lake.format=json".into(),
+            "sinks.lake.catalog.table_prefix=mixpanel_".into(),
+        ],
+    );
+    let t: serde_json::Value = serde_json::from_str(&aws_lake(&[
+        "json-table",
+        &endpoint,
+        "lake",
+        "analytics",
+        "mixpanel_mp_master_event",
+    ]))
+    .unwrap();
+    assert_eq!(t["serde"], "org.openx.data.jsonserde.JsonSerDe", "{t}");
+    assert_eq!(t["parameters"]["classification"], "json", "{t}");
+    assert_eq!(
+        t["location"], "s3://lake/exports/mixpanel/1/mp_master_event/",
+        "the prefix names the Glue table, not the folder"
+    );
+    assert!(!t["partitions"].as_array().unwrap().is_empty(), "{t}");
+    let keys = t["keys"].as_array().unwrap();
+    assert!(
+        !keys.is_empty()
+            && keys
+                .iter()
+                .all(|k| k.as_str().unwrap().ends_with(".json.gz")),
+        "{keys:?}"
+    );
+    let ids: Vec<String> = t["insert_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let unique: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len(), "an event is there twice");
+    assert_eq!(unique, inp.valid, "the rows differ from the valid events");
+}
+
 /// An assumed role's session ends while the run goes on, and is renewed without a restart:
 /// sessions of 15 s over a run of about 40 s with events arriving all along, IAM enforced (the
 /// engine's own keys cannot touch S3 or Glue). STS calls are counted at a proxy.

@@ -6,6 +6,7 @@
     aws_lake.py roles  ENDPOINT EXTERNAL_ID                # an engine user and two roles, JSON
     aws_lake.py enforce ENDPOINT on|off                    # IAM enforced on every call, or not
     aws_lake.py uploads ENDPOINT BUCKET                    # data objects and unfinished uploads, JSON
+    aws_lake.py json-table ENDPOINT BUCKET DATABASE TABLE  # a JSON-format table through Glue, JSON
 
 The report holds what the test asserts on: every object's server-side encryption, the Glue
 table and partitions as Glue returns them, and the rows read through Glue (partition locations
@@ -196,6 +197,49 @@ def check(endpoint, bucket, database, table):
     )
 
 
+def json_table(endpoint, bucket, database, table):
+    """A JSON-format table as Glue gives it, and the rows of the .json.gz files at its
+    partitions' locations (read with gzip + json, independently of sluice)."""
+    import gzip
+
+    s3 = client("s3", endpoint)
+    glue = client("glue", endpoint)
+    t = glue.get_table(DatabaseName=database, Name=table)["Table"]
+    parts = []
+    for page in glue.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table):
+        parts.extend(page["Partitions"])
+    insert_ids = []
+    keys = []
+    for p in parts:
+        loc = urlparse(p["StorageDescriptor"]["Location"])
+        prefix = loc.path.lstrip("/")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.netloc, Prefix=prefix):
+            for o in page.get("Contents", []):
+                if "/" in o["Key"][len(prefix):]:
+                    continue
+                keys.append(o["Key"])
+                body = s3.get_object(Bucket=loc.netloc, Key=o["Key"])["Body"].read()
+                for line in gzip.decompress(body).decode().splitlines():
+                    row = json.loads(line)
+                    insert_ids.append(row.get("mp_insert_id"))
+    sd = t["StorageDescriptor"]
+    print(
+        json.dumps(
+            {
+                "name": t["Name"],
+                "parameters": t.get("Parameters", {}),
+                "serde": sd.get("SerdeInfo", {}).get("SerializationLibrary"),
+                "input_format": sd.get("InputFormat"),
+                "location": sd["Location"],
+                "columns": sd["Columns"],
+                "partitions": [p["Values"][0] for p in parts],
+                "keys": keys,
+                "insert_ids": insert_ids,
+            }
+        )
+    )
+
+
 def uploads(endpoint, bucket):
     """The data objects (with their ETags: a multipart object's ends in -<parts>) and the
     multipart uploads not completed, with their parts."""
@@ -225,6 +269,8 @@ if __name__ == "__main__":
         roles(endpoint, sys.argv[3])
     elif cmd == "enforce":
         enforce(endpoint, sys.argv[3])
+    elif cmd == "json-table":
+        json_table(endpoint, *sys.argv[3:6])
     elif cmd == "uploads":
         uploads(endpoint, sys.argv[3])
     elif cmd == "check":
