@@ -671,3 +671,23 @@ fn replay_paces_each_loop_and_reports_messages_it_cannot_send() {
         "{r}"
     );
 }
+
+/// A bounded run of a topic that does not exist stops at once, naming it (it would otherwise
+/// wait for it forever).
+#[test]
+fn a_bounded_run_of_a_missing_topic_is_refused() {
+    let Some(b) = brokers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("missing-{}", std::process::id());
+    let out = sluice()
+        .args(["run", T, "--no-progress", "--until-caught-up"])
+        .args(sets(dir.path(), &b, &topic, "missing"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("topic(s) {topic} do not exist")),
+        "{err}"
+    );
+}

@@ -838,7 +838,7 @@ impl Source for KafkaSource {
                 )
             })?;
         // Fail early, with the broker named, when nothing answers.
-        consumer
+        let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(30))
             .map_err(|e| {
                 EngineError::external(
@@ -846,6 +846,35 @@ impl Source for KafkaSource {
                     e,
                 )
             })?;
+        // Named topics that do not exist: a bounded run would wait for them forever; an
+        // unbounded one waits, and says so.
+        let missing: Vec<&str> = self
+            .subscription
+            .iter()
+            .filter(|t| !t.starts_with('^'))
+            .filter(|t| {
+                !metadata
+                    .topics()
+                    .iter()
+                    .any(|m| m.name() == t.as_str() && m.error().is_none())
+            })
+            .map(|t| t.as_str())
+            .collect();
+        if !missing.is_empty() {
+            if cx.until_caught_up {
+                return Err(EngineError::config(
+                    format!(
+                        "source `{}`: topic(s) {} do not exist at {}",
+                        cx.name,
+                        missing.join(", "),
+                        self.brokers
+                    ),
+                    "check the names (`sluice replay --topic` creates a topic); \
+                     --until-caught-up needs topics to read",
+                ));
+            }
+            tracing::warn!(source = %cx.name, topics = ?missing, "the topics do not exist yet: waiting for them");
+        }
         let topics: Vec<&str> = self.subscription.iter().map(|s| s.as_str()).collect();
         consumer.subscribe(&topics).map_err(|e| {
             EngineError::external(
