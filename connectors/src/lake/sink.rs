@@ -417,11 +417,7 @@ impl LakeSink {
         }
         let entry = self.def(w.table_id, 0)?;
         let def = &entry.0;
-        // Rows with columns the file lacks start a new one: a file's schema is fixed.
-        if w.file
-            .as_ref()
-            .is_some_and(|f| f.columns < def.columns.len())
-        {
+        if w.outgrew_file(def.columns.len()) {
             self.close_window_file(w, &def.name)?;
         }
         if w.file.is_none() {
@@ -509,11 +505,7 @@ impl LakeSink {
         // rows go to a new file, whose key must be planned too.
         for k in &open {
             let width = self.def(k.0, 0)?.0.columns.len();
-            let stale = self
-                .windows
-                .get(k)
-                .is_some_and(|w| w.rows > 0 && w.file.as_ref().is_some_and(|f| f.columns < width));
-            if stale {
+            if self.windows.get(k).is_some_and(|w| w.outgrew_file(width)) {
                 self.close_file(*k)?;
             }
         }

@@ -263,6 +263,12 @@ impl Window {
         Ok(())
     }
 
+    /// Whether rows held need a new file: the open one's schema lacks columns of a table now
+    /// `width` wide (a file's schema is fixed).
+    pub fn outgrew_file(&self, width: usize) -> bool {
+        self.rows > 0 && self.file.as_ref().is_some_and(|f| f.columns < width)
+    }
+
     /// The rows held as a record batch with `def`'s columns; empties the window's rows.
     pub fn take_batch(&mut self, def: &TableDef) -> Result<RecordBatch> {
         let schema = arrow_schema(def);
