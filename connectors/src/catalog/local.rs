@@ -66,6 +66,59 @@ fn db_err(what: &str) -> impl FnOnce(rusqlite::Error) -> EngineError + '_ {
     move |e| EngineError::external(format!("local catalog: {what}"), e)
 }
 
+/// How long an opening or a transaction waits for other processes' locks.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Opens the file, sets the pragmas, creates and upgrades the schema; on failure, says which
+/// step failed.
+fn initialise(path: &Path) -> std::result::Result<Connection, (&'static str, rusqlite::Error)> {
+    let step = |what: &'static str| move |e| (what, e);
+    let conn = Connection::open(path).map_err(step("opening"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(step("setting the busy timeout"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(step("enabling WAL"))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(step("setting synchronous"))?;
+    conn.execute_batch(SCHEMA)
+        .map_err(step("creating the schema"))?;
+    // Catalogs made before manifests recorded their worker and partitions. Several
+    // processes may open an old file at once: whoever comes second finds the columns.
+    for (column, ddl) in [
+        (
+            "worker",
+            "ALTER TABLE manifests ADD COLUMN worker TEXT NOT NULL DEFAULT ''",
+        ),
+        (
+            "partitions",
+            "ALTER TABLE manifests ADD COLUMN partitions TEXT NOT NULL DEFAULT '[]'",
+        ),
+    ] {
+        let has: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('manifests') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )
+            .map_err(step("reading the schema"))?;
+        if has == 0 {
+            if let Err(e) = conn.execute_batch(ddl) {
+                if !e.to_string().contains("duplicate column") {
+                    return Err(("upgrading the manifests table", e));
+                }
+            }
+        }
+    }
+    Ok(conn)
+}
+
 impl LocalCatalog {
     /// Opens (and creates) the catalog file.
     pub fn open(path: &Path) -> Result<Self> {
@@ -75,42 +128,21 @@ impl LocalCatalog {
                     .map_err(|e| EngineError::external(format!("creating {}", dir.display()), e))?;
             }
         }
-        let conn = Connection::open(path).map_err(db_err("opening"))?;
-        conn.busy_timeout(Duration::from_secs(60))
-            .map_err(db_err("setting the busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err("enabling WAL"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db_err("setting synchronous"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(db_err("creating the schema"))?;
-        // Catalogs made before manifests recorded their worker and partitions. Several
-        // processes may open an old file at once: whoever comes second finds the columns.
-        for (column, ddl) in [
-            (
-                "worker",
-                "ALTER TABLE manifests ADD COLUMN worker TEXT NOT NULL DEFAULT ''",
-            ),
-            (
-                "partitions",
-                "ALTER TABLE manifests ADD COLUMN partitions TEXT NOT NULL DEFAULT '[]'",
-            ),
-        ] {
-            let has: i64 = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info('manifests') WHERE name = ?1",
-                    [column],
-                    |r| r.get(0),
-                )
-                .map_err(db_err("reading the schema"))?;
-            if has == 0 {
-                if let Err(e) = conn.execute_batch(ddl) {
-                    if !e.to_string().contains("duplicate column") {
-                        return Err(db_err("upgrading the manifests table")(e));
-                    }
+        // Several workers started together may all create the file: switching it to WAL
+        // takes a lock for which SQLite answers "busy" at once, without its busy handler.
+        // Every step below is idempotent, so a busy answer retries the whole opening.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(5);
+        let conn = loop {
+            match initialise(path) {
+                Ok(conn) => break conn,
+                Err((_, e)) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
                 }
+                Err((what, e)) => return Err(db_err(what)(e)),
             }
-        }
+        };
         Ok(LocalCatalog {
             conn: Mutex::new(conn),
         })
@@ -733,6 +765,30 @@ mod tests {
             partition: p.into(),
             expected,
             next_offset: next,
+        }
+    }
+
+    #[test]
+    fn many_openers_of_a_new_catalog_all_get_it() {
+        // Two workers started together both create the file and switch it to WAL; SQLite
+        // answers "database is locked" to the loser without calling the busy handler.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("c{round}.sqlite"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        LocalCatalog::open(&path).map(|c| c.positions("sink").map(|p| p.len()))
+                    })
+                })
+                .collect();
+            for o in openers {
+                let got = o.join().unwrap();
+                assert!(matches!(got, Ok(Ok(0))), "round {round}: {got:?}");
+            }
         }
     }
 
