@@ -142,6 +142,10 @@ enum Cmd {
         /// No awkward names and no type conflicts.
         #[arg(long)]
         clean: bool,
+        /// Also give each event three properties drawn from this many custom names
+        /// (`custom_0` ...), numbers and strings: to see how cost grows with distinct names.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        distinct_props: u64,
         /// Write here instead of stdout; a name ending in .gz is gzipped.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -334,6 +338,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
             start,
             days,
             clean,
+            distinct_props,
             output,
         } => {
             let o = GenOptions {
@@ -344,6 +349,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, EngineError> {
                 start,
                 days,
                 clean,
+                distinct_props,
                 ..Default::default()
             };
             let res = match &output {

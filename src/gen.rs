@@ -26,6 +26,8 @@ pub struct GenOptions {
     pub users: u64,
     /// No awkward names and no type conflicts (for peers that reject them).
     pub clean: bool,
+    /// When not 0: three more properties per event, drawn from this many names.
+    pub distinct_props: u64,
 }
 
 impl Default for GenOptions {
@@ -40,6 +42,7 @@ impl Default for GenOptions {
             days: 1.0,
             users: 5000,
             clean: false,
+            distinct_props: 0,
         }
     }
 }
@@ -358,6 +361,18 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
             }
         }
     }
+    // Drawn last, and only when asked for: the default stream stays as it was.
+    if o.distinct_props > 0 {
+        for _ in 0..3 {
+            let k = format!("custom_{}", r.below(o.distinct_props));
+            let v = if r.f() < 0.5 {
+                json!(r.range(0, 1_000_000))
+            } else {
+                s(r.pick(WORDS))
+            };
+            p.insert(k, v);
+        }
+    }
     json!({"event": name, "properties": Value::Object(p)})
 }
 
@@ -399,5 +414,26 @@ mod tests {
         let mut c = Vec::new();
         generate(&other, &mut c).unwrap();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn distinct_props_draws_from_that_many_names() {
+        let o = GenOptions {
+            events: 2000,
+            distinct_props: 50,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        generate(&o, &mut out).unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let e: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let props = e["properties"].as_object().unwrap();
+            let custom: Vec<&String> = props.keys().filter(|k| k.starts_with("custom_")).collect();
+            // Three draws; the same name twice counts once.
+            assert!((1..=3).contains(&custom.len()), "{custom:?}");
+            names.extend(custom.into_iter().cloned());
+        }
+        assert_eq!(names.len(), 50, "{names:?}");
     }
 }
