@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use sluice_engine::batch::{Batch, Event, Name, Position, Prop, Value, NO_COLUMN};
+use sluice_engine::batch::{Batch, Event, NameRef, Position, Prop, Value, NO_COLUMN};
 use sluice_engine::component::Operator;
 use sluice_operators::clean_name::CleanName;
 use sluice_operators::memory_registry::MemoryRegistry;
@@ -46,10 +46,10 @@ proptest! {
         let reg = Arc::new(MemoryRegistry::new());
         let mut ti = TypeInfer::new(reg.clone(), SchemaMode::Monoschema, 9500);
         let events: Vec<Event> = raws.iter().map(|r| Event {
-            name: Arc::new(Name::new("E")),
+            name: NameRef::intern("E"),
             time_us: 0,
             distinct_id: None,
-            props: vec![Prop { name: Arc::new(Name::new(r)), value: Value::String("v".into()), column: NO_COLUMN, overflow: false }],
+            props: vec![Prop { name: NameRef::intern(r), value: Value::String("v".into()), column: NO_COLUMN, overflow: false }],
             table: None,
             date: None,
             pos: Position { partition: 0, offset: 0 },

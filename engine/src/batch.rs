@@ -1,6 +1,6 @@
 //! What flows between components: batches of events, never one event per message.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where an event came from: a source partition (a Kafka partition, one input file) and the
 /// offset in it (a Kafka offset, a line number). Partitions are numbered per run by
@@ -19,15 +19,63 @@ pub struct Name {
     clean: OnceLock<Box<str>>,
 }
 
-pub type NameRef = Arc<Name>;
+/// An interned [`Name`]: names live for the whole process, once per distinct raw name, so an
+/// event's properties carry a plain pointer. A reference count would be touched twice per
+/// property by different threads (the decoder that clones it, the sink that drops it), and
+/// that shared cache line measured as the costliest instruction of decoding.
+///
+/// The memory this keeps is the bytes of each distinct name, as the decoders' interners kept
+/// before: names are few (a table holds at most `max_columns` of them).
+#[derive(Clone, Copy, Debug)]
+pub struct NameRef(&'static Name);
 
-impl Name {
-    pub fn new(raw: &str) -> Self {
-        Name {
+impl std::ops::Deref for NameRef {
+    type Target = Name;
+    fn deref(&self) -> &Name {
+        self.0
+    }
+}
+
+impl NameRef {
+    /// The process's one `Name` for `raw`. Takes a lock: callers on hot paths keep their own
+    /// cache in front of it (as the decoders' interners do).
+    pub fn intern(raw: &str) -> NameRef {
+        type Names = std::collections::HashMap<&'static str, NameRef>;
+        static NAMES: OnceLock<Mutex<Names>> = OnceLock::new();
+        let names = NAMES.get_or_init(Default::default);
+        // A panic while holding the lock cannot leave the map half-changed: take it anyway.
+        let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = names.get(raw) {
+            return *n;
+        }
+        let name: &'static Name = Box::leak(Box::new(Name {
             raw: raw.into(),
             clean: OnceLock::new(),
-        }
+        }));
+        let n = NameRef(name);
+        names.insert(&name.raw, n);
+        n
     }
+
+    /// The raw name, borrowed for as long as the process lives.
+    pub fn raw_static(self) -> &'static str {
+        &self.0.raw
+    }
+
+    /// Identity of the name: equal for equal raw names, for the life of the process.
+    pub fn id(self) -> usize {
+        self.0 as *const Name as usize
+    }
+}
+
+impl PartialEq for NameRef {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+impl Eq for NameRef {}
+
+impl Name {
     pub fn raw(&self) -> &str {
         &self.raw
     }
@@ -80,16 +128,20 @@ impl TypeClass {
     }
 }
 
+/// Text of values: up to 24 bytes inline, so that most property values cost no allocation to
+/// make in the decoder and none to free in the sink (another thread, where a free costs more).
+pub type Text = compact_str::CompactString;
+
 /// A property value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Null,
     Bool(bool),
     Number(f64),
-    String(String),
+    String(Text),
     /// An array or object, as JSON text (raw until `stringify-nested` makes it compact);
     /// written as a string column.
-    Json(String),
+    Json(Text),
 }
 
 impl Value {
@@ -134,7 +186,7 @@ pub struct Event {
     pub name: NameRef,
     /// UTC time of the event, in microseconds since the epoch.
     pub time_us: i64,
-    pub distinct_id: Option<String>,
+    pub distinct_id: Option<Text>,
     pub props: Vec<Prop>,
     /// Set by `type-infer`.
     pub table: Option<Arc<TableRef>>,

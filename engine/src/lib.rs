@@ -24,5 +24,5 @@ pub mod stats;
 pub mod topology;
 pub mod units;
 
-pub use batch::{Batch, DeadLetter, Event, Name, NameRef, Position, Prop, TypeClass, Value};
+pub use batch::{Batch, DeadLetter, Event, Name, NameRef, Position, Prop, Text, TypeClass, Value};
 pub use error::{EngineError, Result};

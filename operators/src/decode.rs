@@ -7,12 +7,11 @@
 //! distinct name.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
 
 use sluice_engine::batch::{
-    Batch, DeadLetter, Event, Name, NameRef, Position, Prop, Value, NO_COLUMN,
+    Batch, DeadLetter, Event, NameRef, Position, Prop, Text, Value, NO_COLUMN,
 };
 use sluice_engine::component::Operator;
 use sluice_engine::Result;
@@ -22,20 +21,21 @@ const MS_THRESHOLD: f64 = 1e11;
 
 type Hasher = foldhash::fast::RandomState;
 
-/// Interns names: the same raw name always gives the same [`NameRef`] within one decoder.
+/// A decoder's cache of interned names, without a lock: the same raw name always gives the
+/// same [`NameRef`], and a number dense within this decoder.
 #[derive(Default)]
 pub struct Interner {
-    names: HashMap<Box<str>, (u32, NameRef), Hasher>,
+    names: HashMap<&'static str, (u32, NameRef), Hasher>,
 }
 
 impl Interner {
     pub fn get(&mut self, raw: &str) -> (u32, NameRef) {
-        if let Some((id, n)) = self.names.get(raw) {
-            return (*id, n.clone());
+        if let Some(&(id, n)) = self.names.get(raw) {
+            return (id, n);
         }
         let id = self.names.len() as u32;
-        let n = Arc::new(Name::new(raw));
-        self.names.insert(raw.into(), (id, n.clone()));
+        let n = NameRef::intern(raw);
+        self.names.insert(n.raw_static(), (id, n));
         (id, n)
     }
 }
@@ -99,7 +99,7 @@ impl MixpanelDecoder {
         };
         self.event_no += 1;
         let mut time: Option<&sonic_rs::Value> = None;
-        let mut distinct_id: Option<String> = None;
+        let mut distinct_id: Option<Text> = None;
         let mut out: Vec<Prop> = Vec::with_capacity(props_obj.len());
         for (k, v) in props_obj.iter() {
             match k {
@@ -110,8 +110,8 @@ impl MixpanelDecoder {
                 "distinct_id" => {
                     distinct_id = match v.get_type() {
                         JsonType::Null => None,
-                        JsonType::String => v.as_str().map(str::to_string),
-                        _ => Some(sonic_rs::to_string(v).unwrap_or_default()),
+                        JsonType::String => v.as_str().map(Text::from),
+                        _ => Some(sonic_rs::to_string(v).unwrap_or_default().into()),
                     };
                     continue;
                 }
@@ -122,11 +122,11 @@ impl MixpanelDecoder {
                 JsonType::Boolean => Value::Bool(v.as_bool().unwrap_or(false)),
                 JsonType::Number => match v.as_f64() {
                     Some(f) => Value::Number(f),
-                    None => Value::String(sonic_rs::to_string(v).unwrap_or_default()),
+                    None => Value::String(sonic_rs::to_string(v).unwrap_or_default().into()),
                 },
-                JsonType::String => Value::String(v.as_str().unwrap_or_default().to_string()),
+                JsonType::String => Value::String(v.as_str().unwrap_or_default().into()),
                 JsonType::Array | JsonType::Object => {
-                    Value::Json(sonic_rs::to_string(v).unwrap_or_default())
+                    Value::Json(sonic_rs::to_string(v).unwrap_or_default().into())
                 }
             };
             let (id, key) = self.interner.get(k);

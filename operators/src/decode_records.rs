@@ -4,12 +4,10 @@
 //! Less tuned than the `mixpanel` decoder (it builds a DOM per line): it exists to take in
 //! other tools' exports and test fixtures, not firehoses.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, NaiveDateTime};
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, Value as Json};
 
-use sluice_engine::batch::{Batch, DeadLetter, Event, Position, Prop, Value, NO_COLUMN};
+use sluice_engine::batch::{Batch, DeadLetter, Event, Position, Prop, Text, Value, NO_COLUMN};
 use sluice_engine::component::Operator;
 use sluice_engine::format::{DecoderSettings, RecordsFormat};
 use sluice_engine::Result;
@@ -96,18 +94,18 @@ fn value_of(v: &Json) -> Value {
         JsonType::Null => Value::Null,
         JsonType::Boolean => Value::Bool(v.as_bool().unwrap_or(false)),
         JsonType::Number => v.as_f64().map(Value::Number).unwrap_or(Value::Null),
-        JsonType::String => Value::String(v.as_str().unwrap_or_default().to_string()),
+        JsonType::String => Value::String(v.as_str().unwrap_or_default().into()),
         JsonType::Array | JsonType::Object => {
-            Value::Json(sonic_rs::to_string(v).unwrap_or_default())
+            Value::Json(sonic_rs::to_string(v).unwrap_or_default().into())
         }
     }
 }
 
-fn text_of(v: &Json) -> Option<String> {
+fn text_of(v: &Json) -> Option<Text> {
     match v.get_type() {
-        JsonType::String => v.as_str().map(str::to_string),
+        JsonType::String => v.as_str().map(Text::from),
         JsonType::Null => None,
-        _ => sonic_rs::to_string(v).ok(),
+        _ => sonic_rs::to_string(v).ok().map(Text::from),
     }
 }
 
@@ -125,7 +123,7 @@ impl RecordsDecoder {
         {
             Some(n) if !n.is_empty() => n,
             _ => match &f.event_name {
-                Some(n) => n.clone(),
+                Some(n) => n.as_str().into(),
                 None => {
                     return Err(match &f.event_field {
                         Some(p) => format!("missing event name (`{p}`)"),
@@ -183,10 +181,7 @@ impl RecordsDecoder {
                 }
                 let value = value_of(v);
                 let (_, key) = self.interner.get(k);
-                if let Some(p) = props
-                    .iter_mut()
-                    .find(|p: &&mut Prop| Arc::ptr_eq(&p.name, &key))
-                {
+                if let Some(p) = props.iter_mut().find(|p: &&mut Prop| p.name == key) {
                     p.value = value;
                     continue;
                 }

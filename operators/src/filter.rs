@@ -16,7 +16,7 @@ use std::any::Any;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use sluice_engine::batch::{Batch, Event, Value};
+use sluice_engine::batch::{Batch, Event, Text, Value};
 use sluice_engine::component::Operator;
 use sluice_engine::registry::{BuildContext, Component, Issue};
 use sluice_engine::{EngineError, Result};
@@ -136,7 +136,7 @@ pub enum Lit {
     Null,
     Bool(bool),
     Num(f64),
-    Str(String),
+    Str(Text),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +223,7 @@ impl Expr {
                 "time" => Lit::Num((e.time_us / 1_000_000) as f64),
                 _ => prop(name),
             }),
-            Expr::EventName => Val::One(Lit::Str(e.name.raw().to_string())),
+            Expr::EventName => Val::One(Lit::Str(e.name.raw().into())),
             Expr::Defined(name) => Val::One(Lit::Bool(match name.as_str() {
                 "distinct_id" => e.distinct_id.is_some(),
                 "time" => true,
@@ -461,7 +461,7 @@ impl Parser {
     }
     fn lit(&mut self) -> std::result::Result<Lit, ParseError> {
         let l = match self.peek() {
-            Some(Tok::Str(s)) => Lit::Str(s.clone()),
+            Some(Tok::Str(s)) => Lit::Str(s.as_str().into()),
             Some(Tok::Num(n)) => Lit::Num(*n),
             Some(Tok::Ident(i)) if i == "true" => Lit::Bool(true),
             Some(Tok::Ident(i)) if i == "false" => Lit::Bool(false),
@@ -536,18 +536,17 @@ pub fn parse(s: &str) -> std::result::Result<Expr, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_engine::batch::{Name, Position, Prop, NO_COLUMN};
-    use std::sync::Arc;
+    use sluice_engine::batch::{NameRef, Position, Prop, NO_COLUMN};
 
     fn event(name: &str, props: &[(&str, Value)]) -> Event {
         Event {
-            name: Arc::new(Name::new(name)),
+            name: NameRef::intern(name),
             time_us: 1_700_000_000_000_000,
             distinct_id: Some("u1".into()),
             props: props
                 .iter()
                 .map(|(k, v)| Prop {
-                    name: Arc::new(Name::new(k)),
+                    name: NameRef::intern(k),
                     value: v.clone(),
                     column: NO_COLUMN,
                     overflow: false,

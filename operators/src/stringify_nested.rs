@@ -69,7 +69,9 @@ impl Operator for StringifyNested {
             for p in &mut e.props {
                 // Still marked as JSON, so that `mp_properties` can embed it as a value.
                 if let Value::Json(raw) = &mut p.value {
-                    *raw = compact(raw);
+                    if !is_compact(raw.as_bytes()) {
+                        *raw = compact(raw).into();
+                    }
                 }
             }
         }

@@ -126,10 +126,10 @@ pub struct TypeInfer {
     mode: SchemaMode,
     max_columns: u32,
     master: Option<Arc<TableRef>>,
-    /// By event-name pointer; the NameRef keeps the pointer valid.
-    tables: Map<usize, (NameRef, Arc<TableRef>)>,
+    /// By event-name identity ([`NameRef::id`]).
+    tables: Map<usize, Arc<TableRef>>,
     tables_by_raw: Map<String, Arc<TableRef>>,
-    columns: Map<ColumnKey, (NameRef, u32, bool)>,
+    columns: Map<ColumnKey, (u32, bool)>,
     columns_by_raw: Map<(i64, String, TypeClass), (u32, bool)>,
     cleaned_event_name: bool,
 }
@@ -174,8 +174,8 @@ impl TypeInfer {
                 Ok(t)
             }
             SchemaMode::Multischema => {
-                let ptr = Arc::as_ptr(name) as usize;
-                if let Some((_, t)) = self.tables.get(&ptr) {
+                let ptr = name.id();
+                if let Some(t) = self.tables.get(&ptr) {
                     return Ok(t.clone());
                 }
                 let t = match self.tables_by_raw.get(name.raw()) {
@@ -202,15 +202,15 @@ impl TypeInfer {
                         t
                     }
                 };
-                self.tables.insert(ptr, (name.clone(), t.clone()));
+                self.tables.insert(ptr, t.clone());
                 Ok(t)
             }
         }
     }
 
     fn column_for(&mut self, table: i64, name: &NameRef, class: TypeClass) -> Result<(u32, bool)> {
-        let key = (table, Arc::as_ptr(name) as usize, class);
-        if let Some((_, col, of)) = self.columns.get(&key) {
+        let key = (table, name.id(), class);
+        if let Some((col, of)) = self.columns.get(&key) {
             return Ok((*col, *of));
         }
         let raw_key = (table, name.raw().to_string(), class);
@@ -241,7 +241,7 @@ impl TypeInfer {
                 v
             }
         };
-        self.columns.insert(key, (name.clone(), found.0, found.1));
+        self.columns.insert(key, found);
         Ok(found)
     }
 }

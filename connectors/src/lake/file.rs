@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -14,6 +15,7 @@ use parquet::file::properties::WriterProperties;
 use sluice_engine::{EngineError, Result};
 
 use super::config::Compression;
+use super::window::Rows;
 use super::DataFormat;
 use crate::store::{ObjectStore, Upload, UploadWriter};
 
@@ -100,19 +102,20 @@ impl OpenFile {
         self.sink().error().unwrap_or_else(|| internal(what, e))
     }
 
-    /// Appends `batch` (with this file's columns) as one row group.
-    pub fn write(&mut self, batch: &RecordBatch, value_bytes: u64) -> Result<()> {
+    /// Appends `rows` (with this file's columns) as one row group.
+    pub fn write(&mut self, rows: Rows, value_bytes: u64) -> Result<()> {
+        let n = rows.rows;
         let r = match &mut self.encoder {
-            Encoder::Parquet(w) => w
-                .write(batch)
-                .and_then(|()| w.flush())
-                .map_err(|e| e.to_string()),
-            Encoder::Json(g) => write_json(g, batch),
+            Encoder::Parquet(w) => write_row_group(w, rows),
+            Encoder::Json(g) => rows
+                .into_batch()
+                .map_err(|e| e.to_string())
+                .and_then(|b| write_json(g, &b)),
         };
         if let Err(e) = r {
             return Err(self.failed("encoding a data file", e));
         }
-        self.rows += batch.num_rows();
+        self.rows += n;
         self.value_bytes += value_bytes;
         Ok(())
     }
@@ -151,6 +154,39 @@ impl OpenFile {
             u.abort();
         }
     }
+}
+
+/// One row group, encoded a column at a time: each column's nulls exist only while it is
+/// encoded (a wide table's padding is never all in memory at once).
+///
+/// `get_column_writers` and `append_row_group` are marked deprecated in favour of driving a
+/// `SerializedFileWriter` by hand; through `ArrowWriter` the file keeps its Arrow schema
+/// metadata and its one code path for the footer.
+#[allow(deprecated)]
+fn write_row_group(
+    w: &mut ArrowWriter<UploadWriter>,
+    mut rows: Rows,
+) -> std::result::Result<(), String> {
+    let e = |e: parquet::errors::ParquetError| e.to_string();
+    let writers = w.get_column_writers().map_err(e)?;
+    let schema = rows.schema.clone();
+    if writers.len() != schema.fields().len() {
+        return Err(format!(
+            "{} column writers for {} columns",
+            writers.len(),
+            schema.fields().len()
+        ));
+    }
+    let mut chunks = Vec::with_capacity(writers.len());
+    for (i, (mut writer, field)) in writers.into_iter().zip(schema.fields()).enumerate() {
+        let array = rows.take_array(i).map_err(|e| e.to_string())?;
+        for leaf in compute_leaves(field, &array).map_err(e)? {
+            writer.write(&leaf).map_err(e)?;
+        }
+        chunks.push(writer.close().map_err(e)?);
+    }
+    w.append_row_group(chunks).map_err(e)?;
+    w.flush().map_err(e)
 }
 
 /// Rows as NDJSON (nulls left out, `time` in integer epoch seconds: SPEC §4.2, §12 D2).

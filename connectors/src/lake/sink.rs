@@ -434,12 +434,12 @@ impl LakeSink {
             )?);
         }
         let value_bytes = w.bytes as u64;
-        let batch = w.take_batch(def)?;
+        let rows = w.take_rows(def);
         self.held_bytes = self.held_bytes.saturating_sub(value_bytes);
         w.file
             .as_mut()
             .ok_or_else(|| EngineError::Internal("a window lost its file".into()))?
-            .write(&batch, value_bytes)
+            .write(rows, value_bytes)
     }
 
     /// Finishes a window's file; it waits for the commit.

@@ -1,6 +1,11 @@
-//! One (table, `mp_date`) window: rows buffered column by column in Arrow builders, then
-//! encoded to a Parquet file. Null padding is lazy: a column catches up only when it gets a
-//! value, so an event costs its filled properties, not the table's width.
+//! One (table, `mp_date`) window: rows buffered column by column, then encoded to a Parquet
+//! file a row group at a time.
+//!
+//! A column holds only its values and the rows they belong to, never its nulls. A table may
+//! have thousands of properties of which an event fills a few dozen: padding every column to
+//! every row made memory (and the work of the allocator and the kernel behind it) grow with
+//! rows times columns. Nulls are written only when a row group is encoded, one column at a
+//! time, so a window costs its values, and the encoding one column of padding at once.
 
 use std::sync::Arc;
 
@@ -37,81 +42,76 @@ pub fn arrow_schema(def: &TableDef) -> SchemaRef {
     ))
 }
 
-enum Builder {
-    Str(StringBuilder),
-    Num(Float64Builder),
-    Bool(BooleanBuilder),
-    Time(TimestampMicrosecondBuilder),
+/// A column's values, without nulls.
+enum Values {
+    /// The values' bytes one after another, and where each ends.
+    Str {
+        bytes: Vec<u8>,
+        ends: Vec<u32>,
+    },
+    Num(Vec<f64>),
+    Bool(Vec<bool>),
+    Time(Vec<i64>),
 }
 
-/// Rows a column's buffers hold before they first grow.
-const FIRST_ROWS: usize = 16;
+/// Values a column starts with room for, before it has a history.
+const FIRST_VALUES: usize = 16;
 
 struct Column {
-    b: Builder,
-    len: usize,
+    /// The row of each value, ascending.
+    rows: Vec<u32>,
+    values: Values,
 }
 
 impl Column {
-    /// A column for `rows` rows before its buffers grow.
-    fn new(class: TypeClass, rows: usize) -> Self {
-        // Small first: a sink may hold thousands of (table, day) windows, most of them with
-        // few rows, and Arrow's default (1,024 rows) would cost some 8 KiB per column each.
-        // Buffers double as they fill.
-        let b = match class {
-            // Every row takes a slot (nulls too, padded at the end), so slots are sized for
-            // all rows; string bytes grow with the values, as sparse columns have few.
-            TypeClass::String => Builder::Str(StringBuilder::with_capacity(rows, 512)),
-            TypeClass::Number => Builder::Num(Float64Builder::with_capacity(rows)),
-            TypeClass::Boolean => Builder::Bool(BooleanBuilder::with_capacity(rows)),
-            TypeClass::Timestamp => {
-                Builder::Time(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
-            }
+    /// A column with room for `n` values before it grows.
+    fn new(class: TypeClass, n: usize) -> Self {
+        let values = match class {
+            TypeClass::String => Values::Str {
+                bytes: Vec::with_capacity(n * 8),
+                ends: Vec::with_capacity(n),
+            },
+            TypeClass::Number => Values::Num(Vec::with_capacity(n)),
+            TypeClass::Boolean => Values::Bool(Vec::with_capacity(n)),
+            TypeClass::Timestamp => Values::Time(Vec::with_capacity(n)),
         };
-        Column { b, len: 0 }
-    }
-
-    fn pad(&mut self, row: usize) {
-        let n = row - self.len;
-        if n > 0 {
-            match &mut self.b {
-                Builder::Str(b) => b.append_nulls(n),
-                Builder::Num(b) => b.append_nulls(n),
-                Builder::Bool(b) => b.append_nulls(n),
-                Builder::Time(b) => b.append_nulls(n),
-            }
-            self.len = row;
+        Column {
+            rows: Vec::with_capacity(n),
+            values,
         }
     }
 
     fn push_str(&mut self, row: usize, s: &str) -> Result<()> {
-        self.pad(row);
-        match &mut self.b {
-            Builder::Str(b) => b.append_value(s),
+        match &mut self.values {
+            Values::Str { bytes, ends } => {
+                bytes.extend_from_slice(s.as_bytes());
+                ends.push(end_of(bytes)?);
+            }
             _ => {
                 return Err(EngineError::Internal(
                     "a string for a non-string column".into(),
                 ))
             }
         }
-        self.len += 1;
+        self.rows.push(row as u32);
         Ok(())
     }
 
+    /// Appends `v`; returns the bytes it holds.
     fn push(&mut self, row: usize, v: &Value) -> Result<usize> {
-        self.pad(row);
-        let size = match (&mut self.b, v) {
-            (Builder::Str(b), Value::String(s) | Value::Json(s)) => {
-                b.append_value(s);
-                s.len() + 4
+        let size = match (&mut self.values, v) {
+            (Values::Str { bytes, ends }, Value::String(s) | Value::Json(s)) => {
+                bytes.extend_from_slice(s.as_bytes());
+                ends.push(end_of(bytes)?);
+                s.len() + 8
             }
-            (Builder::Num(b), Value::Number(n)) => {
-                b.append_value(*n);
-                8
+            (Values::Num(xs), Value::Number(n)) => {
+                xs.push(*n);
+                12
             }
-            (Builder::Bool(b), Value::Bool(x)) => {
-                b.append_value(*x);
-                1
+            (Values::Bool(xs), Value::Bool(b)) => {
+                xs.push(*b);
+                5
             }
             _ => {
                 return Err(EngineError::Internal(format!(
@@ -119,32 +119,135 @@ impl Column {
                 )))
             }
         };
-        self.len += 1;
+        self.rows.push(row as u32);
         Ok(size)
     }
 
     fn push_time(&mut self, row: usize, us: i64) -> Result<()> {
-        self.pad(row);
-        match &mut self.b {
-            Builder::Time(b) => b.append_value(us),
+        match &mut self.values {
+            Values::Time(xs) => xs.push(us),
             _ => {
                 return Err(EngineError::Internal(
                     "time column is not a timestamp".into(),
                 ))
             }
         }
-        self.len += 1;
+        self.rows.push(row as u32);
         Ok(())
     }
 
-    fn finish(&mut self, rows: usize) -> ArrayRef {
-        self.pad(rows);
-        match &mut self.b {
-            Builder::Str(b) => Arc::new(b.finish()),
-            Builder::Num(b) => Arc::new(b.finish()),
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Time(b) => Arc::new(b.finish()),
+    /// The column as an Arrow array of `rows` rows, nulls where it has no value.
+    fn into_array(self, rows: usize) -> ArrayRef {
+        let at = &self.rows;
+        // Walks the values in row order, with the nulls before each.
+        fn fill<B>(
+            b: &mut B,
+            at: &[u32],
+            rows: usize,
+            mut value: impl FnMut(&mut B, usize),
+            nulls: impl Fn(&mut B, usize),
+        ) {
+            let mut len = 0;
+            for (i, &row) in at.iter().enumerate() {
+                let row = row as usize;
+                if row > len {
+                    nulls(b, row - len);
+                }
+                value(b, i);
+                len = row + 1;
+            }
+            if rows > len {
+                nulls(b, rows - len);
+            }
         }
+        match self.values {
+            Values::Str { bytes, ends } => {
+                let mut b = StringBuilder::with_capacity(rows, bytes.len());
+                fill(
+                    &mut b,
+                    at,
+                    rows,
+                    |b, i| {
+                        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+                        // Bytes pushed from `&str`s, cut where each ended: valid UTF-8.
+                        let s = std::str::from_utf8(&bytes[start..ends[i] as usize])
+                            .unwrap_or_default();
+                        b.append_value(s);
+                    },
+                    |b, n| b.append_nulls(n),
+                );
+                Arc::new(b.finish())
+            }
+            Values::Num(xs) => {
+                let mut b = Float64Builder::with_capacity(rows);
+                fill(
+                    &mut b,
+                    at,
+                    rows,
+                    |b, i| b.append_value(xs[i]),
+                    |b, n| b.append_nulls(n),
+                );
+                Arc::new(b.finish())
+            }
+            Values::Bool(xs) => {
+                let mut b = BooleanBuilder::with_capacity(rows);
+                fill(
+                    &mut b,
+                    at,
+                    rows,
+                    |b, i| b.append_value(xs[i]),
+                    |b, n| b.append_nulls(n),
+                );
+                Arc::new(b.finish())
+            }
+            Values::Time(xs) => {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+                fill(
+                    &mut b,
+                    at,
+                    rows,
+                    |b, i| b.append_value(xs[i]),
+                    |b, n| b.append_nulls(n),
+                );
+                Arc::new(b.finish())
+            }
+        }
+    }
+}
+
+fn end_of(bytes: &[u8]) -> Result<u32> {
+    u32::try_from(bytes.len()).map_err(|_| {
+        EngineError::Internal("a column's values passed 4 GiB in one row group".into())
+    })
+}
+
+/// Rows taken from a window for one row group: each column becomes an Arrow array only when
+/// asked, so that an encoder can hold one column's nulls at a time.
+pub struct Rows {
+    pub schema: SchemaRef,
+    pub rows: usize,
+    columns: Vec<Option<Column>>,
+}
+
+impl Rows {
+    /// Column `i` as an array (and gives its values up).
+    pub fn take_array(&mut self, i: usize) -> Result<ArrayRef> {
+        let field = self.schema.fields().get(i).ok_or_else(|| {
+            EngineError::Internal(format!("column {i} is not in the row group's schema"))
+        })?;
+        Ok(match self.columns.get_mut(i).and_then(Option::take) {
+            Some(c) => c.into_array(self.rows),
+            None => new_null_array(field.data_type(), self.rows),
+        })
+    }
+
+    /// All columns as one record batch.
+    pub fn into_batch(mut self) -> Result<RecordBatch> {
+        let arrays = (0..self.schema.fields().len())
+            .map(|i| self.take_array(i))
+            .collect::<Result<Vec<_>>>()?;
+        RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| EngineError::Internal(format!("building a record batch: {e}")))
     }
 }
 
@@ -189,8 +292,8 @@ pub struct Window {
     pub seq: u32,
     /// The file its rows go to once they make a row group.
     pub file: Option<OpenFile>,
-    /// Rows a new column is sized for: after a row group, as many as it had.
-    first_rows: usize,
+    /// Values each column had in the last row group: its room in the next.
+    sizes: Vec<usize>,
 }
 
 impl Window {
@@ -204,7 +307,7 @@ impl Window {
             first: None,
             seq: 0,
             file: None,
-            first_rows: FIRST_ROWS,
+            sizes: Vec::new(),
         }
     }
 
@@ -215,8 +318,8 @@ impl Window {
         let class = def.columns.get(ordinal).map(|c| c.class).ok_or_else(|| {
             EngineError::Internal(format!("column {ordinal} unknown in {}", def.name))
         })?;
-        let rows = self.first_rows;
-        Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class, rows)))
+        let n = self.sizes.get(ordinal).copied().unwrap_or(FIRST_VALUES);
+        Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class, n)))
     }
 
     /// Appends one event; `def` must know every column the event uses.
@@ -269,28 +372,24 @@ impl Window {
         self.rows > 0 && self.file.as_ref().is_some_and(|f| f.columns < width)
     }
 
-    /// The rows held as a record batch with `def`'s columns; empties the window's rows.
-    pub fn take_batch(&mut self, def: &TableDef) -> Result<RecordBatch> {
-        let schema = arrow_schema(def);
-        let rows = self.rows;
-        let mut arrays = Vec::with_capacity(def.columns.len());
-        for (i, field) in schema.fields().iter().enumerate() {
-            let col = self.columns.get_mut(i).and_then(|c| c.as_mut());
-            arrays.push(match col {
-                Some(c) => c.finish(rows),
-                None => new_null_array(field.data_type(), rows),
-            });
-        }
-        let batch = RecordBatch::try_new(schema, arrays)
-            .map_err(|e| EngineError::Internal(format!("building a record batch: {e}")))?;
-        self.columns.clear();
-        // The next row group is likely as big: its buffers start at that size rather than
-        // doubling their way up to it.
-        self.first_rows = rows.clamp(FIRST_ROWS, 1 << 20);
+    /// The rows held, with `def`'s columns, for a row group; empties the window's rows.
+    pub fn take_rows(&mut self, def: &TableDef) -> Rows {
+        // The next row group is likely alike: each column starts with room for as many values
+        // as it had, rather than doubling its way up to them.
+        self.sizes.clear();
+        self.sizes.extend(self.columns.iter().map(|c| {
+            c.as_ref()
+                .map_or(FIRST_VALUES, |c| c.rows.len().max(FIRST_VALUES))
+        }));
+        let rows = Rows {
+            schema: arrow_schema(def),
+            rows: self.rows,
+            columns: std::mem::take(&mut self.columns),
+        };
         self.rows = 0;
         self.bytes = 0;
         self.first = None;
-        Ok(batch)
+        rows
     }
 }
 
@@ -301,9 +400,56 @@ fn to_json(v: &Value) -> serde_json::Value {
         Value::Number(n) => serde_json::Number::from_f64(*n)
             .map(serde_json::Value::Number)
             .unwrap_or(serde_json::Value::Null),
-        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::String(s) => serde_json::Value::String(s.to_string()),
         Value::Json(s) => {
-            serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.clone()))
+            serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
+
+    #[test]
+    fn a_column_keeps_only_its_values_and_gets_its_nulls_when_encoded() {
+        let mut s = Column::new(TypeClass::String, 1);
+        s.push(1, &Value::String("b".into())).unwrap();
+        s.push_str(4, "dé").unwrap();
+        s.push(5, &Value::Json("[1]".into())).unwrap();
+        let mut n = Column::new(TypeClass::Number, 1);
+        n.push(0, &Value::Number(1.5)).unwrap();
+        n.push(2, &Value::Number(-2.0)).unwrap();
+        let mut t = Column::new(TypeClass::Timestamp, 1);
+        for row in 0..7 {
+            t.push_time(row, row as i64 * 10).unwrap();
+        }
+        let mut b = Column::new(TypeClass::Boolean, 1);
+        b.push(6, &Value::Bool(false)).unwrap();
+        // A value of the wrong class is refused, not written into the column.
+        assert!(n.push(3, &Value::Bool(true)).is_err());
+        assert_eq!((s.rows.len(), n.rows.len()), (3, 2));
+
+        let s = s.into_array(7);
+        let s = s.as_string::<i32>();
+        let got: Vec<Option<&str>> = s.iter().collect();
+        assert_eq!(
+            got,
+            [None, Some("b"), None, None, Some("dé"), Some("[1]"), None]
+        );
+        let n = n.into_array(7);
+        let n = n.as_primitive::<Float64Type>();
+        assert_eq!(
+            n.iter().collect::<Vec<_>>(),
+            [Some(1.5), None, Some(-2.0), None, None, None, None]
+        );
+        let t = t.into_array(7);
+        assert_eq!(t.null_count(), 0);
+        assert_eq!(t.as_primitive::<TimestampMicrosecondType>().value(6), 60);
+        let b = b.into_array(7);
+        assert_eq!(b.null_count(), 6);
+        assert!(!b.as_boolean().value(6));
     }
 }
