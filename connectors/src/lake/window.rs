@@ -10,9 +10,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, ArrayRef, BooleanBuilder, Float64Builder, StringBuilder,
+    new_null_array, ArrayRef, BooleanBufferBuilder, BooleanBuilder, Float64Builder, StringArray,
     TimestampMicrosecondBuilder,
 };
+use arrow::array::{ArrowPrimitiveType, PrimitiveBuilder};
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
@@ -47,7 +49,7 @@ enum Values {
     /// The values' bytes one after another, and where each ends.
     Str {
         bytes: Vec<u8>,
-        ends: Vec<u32>,
+        ends: Vec<i32>,
     },
     Num(Vec<f64>),
     Bool(Vec<bool>),
@@ -137,58 +139,48 @@ impl Column {
     }
 
     /// The column as an Arrow array of `rows` rows, nulls where it has no value.
-    fn into_array(self, rows: usize) -> ArrayRef {
+    fn into_array(self, rows: usize) -> Result<ArrayRef> {
         let at = &self.rows;
-        // Walks the values in row order, with the nulls before each.
-        fn fill<B>(
-            b: &mut B,
-            at: &[u32],
-            rows: usize,
-            mut value: impl FnMut(&mut B, usize),
-            nulls: impl Fn(&mut B, usize),
-        ) {
-            let mut len = 0;
-            for (i, &row) in at.iter().enumerate() {
-                let row = row as usize;
-                if row > len {
-                    nulls(b, row - len);
-                }
-                value(b, i);
-                len = row + 1;
-            }
-            if rows > len {
-                nulls(b, rows - len);
-            }
-        }
         match self.values {
             Values::Str { bytes, ends } => {
-                let mut b = StringBuilder::with_capacity(rows, bytes.len());
-                fill(
-                    &mut b,
-                    at,
-                    rows,
-                    |b, i| {
-                        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-                        // Bytes pushed from `&str`s, cut where each ended: valid UTF-8.
-                        let s = std::str::from_utf8(&bytes[start..ends[i] as usize])
-                            .unwrap_or_default();
-                        b.append_value(s);
-                    },
-                    |b, n| b.append_nulls(n),
-                );
-                Arc::new(b.finish())
+                // The bytes as they are, with an offset per row (a null ends where the row
+                // before it did) and the nulls as a bitmap: no value is copied again.
+                let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+                offsets.push(0);
+                let mut last = 0;
+                for (&row, &end) in at.iter().zip(&ends) {
+                    if offsets.len() > row as usize + 1 {
+                        return Err(EngineError::Internal(format!(
+                            "a string column has two values in row {row}"
+                        )));
+                    }
+                    offsets.resize(row as usize + 1, last);
+                    last = end;
+                    offsets.push(last);
+                }
+                offsets.resize(rows + 1, last);
+                let nulls = (at.len() < rows).then(|| {
+                    let mut valid = BooleanBufferBuilder::new(rows);
+                    valid.append_n(rows, false);
+                    for &row in at {
+                        valid.set_bit(row as usize, true);
+                    }
+                    NullBuffer::new(valid.finish())
+                });
+                let array = StringArray::try_new(
+                    OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                    Buffer::from_vec(bytes),
+                    nulls,
+                )
+                .map_err(|e| EngineError::Internal(format!("a string column: {e}")))?;
+                Ok(Arc::new(array))
             }
-            Values::Num(xs) => {
-                let mut b = Float64Builder::with_capacity(rows);
-                fill(
-                    &mut b,
-                    at,
-                    rows,
-                    |b, i| b.append_value(xs[i]),
-                    |b, n| b.append_nulls(n),
-                );
-                Arc::new(b.finish())
-            }
+            Values::Num(xs) => Ok(primitive(
+                Float64Builder::with_capacity(rows),
+                &xs,
+                at,
+                rows,
+            )),
             Values::Bool(xs) => {
                 let mut b = BooleanBuilder::with_capacity(rows);
                 fill(
@@ -198,26 +190,61 @@ impl Column {
                     |b, i| b.append_value(xs[i]),
                     |b, n| b.append_nulls(n),
                 );
-                Arc::new(b.finish())
+                Ok(Arc::new(b.finish()))
             }
-            Values::Time(xs) => {
-                let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
-                fill(
-                    &mut b,
-                    at,
-                    rows,
-                    |b, i| b.append_value(xs[i]),
-                    |b, n| b.append_nulls(n),
-                );
-                Arc::new(b.finish())
-            }
+            Values::Time(xs) => Ok(primitive(
+                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+                &xs,
+                at,
+                rows,
+            )),
         }
     }
 }
 
-fn end_of(bytes: &[u8]) -> Result<u32> {
-    u32::try_from(bytes.len()).map_err(|_| {
-        EngineError::Internal("a column's values passed 4 GiB in one row group".into())
+/// Walks the values in row order, with the nulls before each.
+fn fill<B>(
+    b: &mut B,
+    at: &[u32],
+    rows: usize,
+    mut value: impl FnMut(&mut B, usize),
+    nulls: impl Fn(&mut B, usize),
+) {
+    let mut len = 0;
+    for (i, &row) in at.iter().enumerate() {
+        let row = row as usize;
+        if row > len {
+            nulls(b, row - len);
+        }
+        value(b, i);
+        len = row + 1;
+    }
+    if rows > len {
+        nulls(b, rows - len);
+    }
+}
+
+/// A number or time column: its values in row order, with the nulls before each.
+fn primitive<T: ArrowPrimitiveType>(
+    mut b: PrimitiveBuilder<T>,
+    xs: &[T::Native],
+    at: &[u32],
+    rows: usize,
+) -> ArrayRef {
+    fill(
+        &mut b,
+        at,
+        rows,
+        |b, i| b.append_value(xs[i]),
+        |b, n| b.append_nulls(n),
+    );
+    Arc::new(b.finish())
+}
+
+/// Where the value just appended ends: Arrow's string offsets are `i32`.
+fn end_of(bytes: &[u8]) -> Result<i32> {
+    i32::try_from(bytes.len()).map_err(|_| {
+        EngineError::Internal("a column's values passed 2 GiB in one row group".into())
     })
 }
 
@@ -236,7 +263,7 @@ impl Rows {
             EngineError::Internal(format!("column {i} is not in the row group's schema"))
         })?;
         Ok(match self.columns.get_mut(i).and_then(Option::take) {
-            Some(c) => c.into_array(self.rows),
+            Some(c) => c.into_array(self.rows)?,
             None => new_null_array(field.data_type(), self.rows),
         })
     }
@@ -432,23 +459,23 @@ mod tests {
         assert!(n.push(3, &Value::Bool(true)).is_err());
         assert_eq!((s.rows.len(), n.rows.len()), (3, 2));
 
-        let s = s.into_array(7);
+        let s = s.into_array(7).unwrap();
         let s = s.as_string::<i32>();
         let got: Vec<Option<&str>> = s.iter().collect();
         assert_eq!(
             got,
             [None, Some("b"), None, None, Some("dé"), Some("[1]"), None]
         );
-        let n = n.into_array(7);
+        let n = n.into_array(7).unwrap();
         let n = n.as_primitive::<Float64Type>();
         assert_eq!(
             n.iter().collect::<Vec<_>>(),
             [Some(1.5), None, Some(-2.0), None, None, None, None]
         );
-        let t = t.into_array(7);
+        let t = t.into_array(7).unwrap();
         assert_eq!(t.null_count(), 0);
         assert_eq!(t.as_primitive::<TimestampMicrosecondType>().value(6), 60);
-        let b = b.into_array(7);
+        let b = b.into_array(7).unwrap();
         assert_eq!(b.null_count(), 6);
         assert!(!b.as_boolean().value(6));
     }
