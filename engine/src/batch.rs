@@ -24,8 +24,9 @@ pub struct Name {
 /// property by different threads (the decoder that clones it, the sink that drops it), and
 /// that shared cache line measured as the costliest instruction of decoding.
 ///
-/// The memory this keeps is the bytes of each distinct name, as the decoders' interners kept
-/// before: names are few (a table holds at most `max_columns` of them).
+/// The memory this keeps is the bytes of each distinct name ever seen, as the decoders'
+/// interners kept before: usually a few thousand names; a stream of ever-new property names
+/// (ids used as keys) grows it without bound.
 #[derive(Clone, Copy, Debug)]
 pub struct NameRef(&'static Name);
 
