@@ -11,6 +11,7 @@ use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use sluice_engine::{EngineError, Result};
 
@@ -48,13 +49,16 @@ fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
 }
 
 impl OpenFile {
-    /// Starts the object at `key` with the columns of `schema`.
+    /// Starts the object at `key` with the columns of `schema`. The columns numbered in
+    /// `unique` hold values that rarely repeat (ids, times, URLs): Parquet gets them without a
+    /// dictionary, which would cost a hash table insert per value and save nothing.
     pub fn start(
         store: &dyn ObjectStore,
         key: String,
         format: DataFormat,
         compression: Compression,
         schema: Arc<Schema>,
+        unique: &[usize],
     ) -> Result<Self> {
         let sink = UploadWriter::new(store.upload(&key)?);
         let columns = schema.fields().len();
@@ -67,10 +71,18 @@ impl OpenFile {
                     }
                     Compression::None => PqCompression::UNCOMPRESSED,
                 };
-                let props = WriterProperties::builder()
+                let mut props = WriterProperties::builder()
                     .set_compression(codec)
-                    .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
-                    .build();
+                    .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
+                for &i in unique {
+                    if let Some(f) = schema.fields().get(i) {
+                        props = props.set_column_dictionary_enabled(
+                            ColumnPath::from(f.name().as_str()),
+                            false,
+                        );
+                    }
+                }
+                let props = props.build();
                 Encoder::Parquet(
                     ArrowWriter::try_new(sink, schema, Some(props))
                         .map_err(|e| internal("starting a Parquet file", e))?,

@@ -420,21 +420,28 @@ impl LakeSink {
         if w.outgrew_file(def.columns.len()) {
             self.close_window_file(w, &def.name)?;
         }
-        if w.file.is_none() {
-            let first = w
-                .first
-                .ok_or_else(|| EngineError::Internal("window without a first row".into()))?;
-            let key = self.object_key(first, w.seq, &def.name, w.date)?;
+        let new_key = match w.file {
+            Some(_) => None,
+            None => {
+                let first = w
+                    .first
+                    .ok_or_else(|| EngineError::Internal("window without a first row".into()))?;
+                Some(self.object_key(first, w.seq, &def.name, w.date)?)
+            }
+        };
+        let value_bytes = w.bytes as u64;
+        let rows = w.take_rows(def);
+        if let Some(key) = new_key {
+            // A file's encodings are chosen on its first row group.
             w.file = Some(OpenFile::start(
                 &*self.ds.store,
                 key,
                 self.format,
                 self.compression,
                 arrow_schema(def),
+                &rows.unique_columns(),
             )?);
         }
-        let value_bytes = w.bytes as u64;
-        let rows = w.take_rows(def);
         self.held_bytes = self.held_bytes.saturating_sub(value_bytes);
         w.file
             .as_mut()

@@ -7,6 +7,7 @@
 //! rows times columns. Nulls are written only when a row group is encoded, one column at a
 //! time, so a window costs its values, and the encoding one column of padding at once.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -256,7 +257,49 @@ pub struct Rows {
     columns: Vec<Option<Column>>,
 }
 
+/// Values of a column looked at to judge whether they repeat.
+const SAMPLE: usize = 1024;
+/// Fewer values than this are too few to judge: the column keeps its dictionary.
+const MIN_SAMPLE: usize = 64;
+
+impl Column {
+    /// Whether the first values (up to [`SAMPLE`]) are nearly all distinct (9 in 10 or more).
+    fn looks_unique(&self) -> bool {
+        let n = self.rows.len().min(SAMPLE);
+        if n < MIN_SAMPLE {
+            return false;
+        }
+        let hasher = foldhash::fast::FixedState::default();
+        let mut seen: std::collections::HashSet<u64, foldhash::fast::FixedState> =
+            std::collections::HashSet::with_capacity_and_hasher(n, Default::default());
+        match &self.values {
+            Values::Str { bytes, ends } => {
+                let mut start = 0;
+                for &end in &ends[..n] {
+                    let end = end as usize;
+                    seen.insert(hasher.hash_one(&bytes[start..end]));
+                    start = end;
+                }
+            }
+            Values::Num(xs) => seen.extend(xs[..n].iter().map(|x| x.to_bits())),
+            Values::Time(xs) => seen.extend(xs[..n].iter().map(|&x| x as u64)),
+            Values::Bool(_) => return false,
+        }
+        seen.len() * 10 >= n * 9
+    }
+}
+
 impl Rows {
+    /// The columns whose values look unique in these rows: ids, times, URLs.
+    pub fn unique_columns(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(Column::looks_unique))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Column `i` as an array (and gives its values up).
     pub fn take_array(&mut self, i: usize) -> Result<ArrayRef> {
         let field = self.schema.fields().get(i).ok_or_else(|| {
@@ -478,5 +521,86 @@ mod tests {
         let b = b.into_array(7).unwrap();
         assert_eq!(b.null_count(), 6);
         assert!(!b.as_boolean().value(6));
+    }
+
+    /// Ids, times and URLs are written without a dictionary, repeated values with one, and
+    /// the file says so: the dictionary pages in the Parquet footer, read back.
+    #[test]
+    fn columns_of_unique_values_go_without_a_dictionary() {
+        use crate::lake::file::OpenFile;
+        use crate::lake::DataFormat;
+        use crate::store::{LocalStore, ObjectStore};
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let rows = 3000;
+        let mut cols = vec![
+            Column::new(TypeClass::String, 1), // ids
+            Column::new(TypeClass::String, 1), // 5 browsers
+            Column::new(TypeClass::Number, 1), // unique numbers
+            Column::new(TypeClass::Number, 1), // 3 prices
+            Column::new(TypeClass::Timestamp, 1),
+            Column::new(TypeClass::String, 1), // unique, but too few values to judge
+        ];
+        for r in 0..rows {
+            cols[0].push_str(r, &format!("id-{r:08x}")).unwrap();
+            cols[1]
+                .push_str(r, ["a", "b", "c", "d", "e"][r % 5])
+                .unwrap();
+            cols[2].push(r, &Value::Number(r as f64 * 1.5)).unwrap();
+            if r % 2 == 0 {
+                cols[3].push(r, &Value::Number((r % 3) as f64)).unwrap();
+            }
+            cols[4]
+                .push_time(r, 1_700_000_000_000_000 + r as i64)
+                .unwrap();
+            if r < 10 {
+                cols[5].push_str(r, &format!("u{r}")).unwrap();
+            }
+        }
+        let classes = [
+            TypeClass::String,
+            TypeClass::String,
+            TypeClass::Number,
+            TypeClass::Number,
+            TypeClass::Timestamp,
+            TypeClass::String,
+        ];
+        let schema = Arc::new(Schema::new(
+            classes
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| Field::new(format!("c{i}"), arrow_type(c), true))
+                .collect::<Vec<_>>(),
+        ));
+        let rows = Rows {
+            schema: schema.clone(),
+            rows,
+            columns: cols.into_iter().map(Some).collect(),
+        };
+        let unique = rows.unique_columns();
+        assert_eq!(unique, [0, 2, 4]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut file = OpenFile::start(
+            &store,
+            "t/f.parquet".into(),
+            DataFormat::Parquet,
+            super::super::config::Compression::Snappy,
+            schema,
+            &unique,
+        )
+        .unwrap();
+        file.write(rows, 0).unwrap();
+        file.close().unwrap().upload.complete().unwrap();
+        let copy = dir.path().join("copy.parquet");
+        std::fs::write(&copy, store.get("t/f.parquet").unwrap()).unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(&copy).unwrap()).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let dict: Vec<bool> = (0..6)
+            .map(|i| rg.column(i).dictionary_page_offset().is_some())
+            .collect();
+        assert_eq!(dict, [false, true, false, true, false, true]);
+        assert_eq!(rg.num_rows(), 3000);
     }
 }
