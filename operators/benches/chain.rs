@@ -13,6 +13,8 @@
 //!   names) stays warm.
 //! - `decode/warm`: the `mixpanel` decoder alone, reused.
 //!
+//! It runs on mimalloc, as the `sluice` binary does.
+//!
 //! Run: `cargo bench -p sluice-operators --bench chain -- --warm-up-time 2 --measurement-time 8`
 
 use std::hint::black_box;
@@ -30,6 +32,9 @@ use sluice_operators::memory_registry::MemoryRegistry;
 use sluice_operators::partition_by_date::PartitionByDate;
 use sluice_operators::stringify_nested::StringifyNested;
 use sluice_operators::type_infer::{SchemaMode, TypeInfer};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS: usize = 100_000;
 const SEED: u32 = 7;
