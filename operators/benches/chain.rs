@@ -1,8 +1,8 @@
 //! Throughput of the operator chain, single-threaded, on the shared generator's events.
 //!
 //! Input: `../shared/tools/gen_events.py --events 100000 --seed 7` (relative to the workspace
-//! root), generated once at start, cut into batches of 4096 lines as the file source cuts them.
-//! Every measured iteration runs all 100,000 lines; building the batches and dropping the
+//! root), generated once at start, cut into batches of 1,024 lines as the file source cuts them
+//! by default. Every measured iteration runs all 100,000 lines; building the batches and dropping the
 //! output are outside the timed part.
 //!
 //! - `chain/warm`: decode, clean-name, stringify-nested, type-infer (monoschema, in-memory
@@ -38,7 +38,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS: usize = 100_000;
 const SEED: u32 = 7;
-const BATCH_LINES: usize = 4096;
+const BATCH_LINES: usize = 1024;
 const MAX_COLUMNS: u32 = 9500;
 const TIMEZONE: &str = "America/Los_Angeles";
 

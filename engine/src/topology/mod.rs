@@ -34,7 +34,10 @@ pub struct RuntimeConfig {
     /// Worker threads for parallel operator chains; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
-    /// Lines per batch read from a source.
+    /// Lines per batch read from a source. The default, 1,024, keeps a batch and the events
+    /// decoded from it (about 1.5 MB) near the cores' caches, and the batches in flight
+    /// between stages small beside the memory budget: on W1, 4,096 cost 4% more CPU and 40%
+    /// more peak memory.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Batches in flight on each channel; with the batch size, bounds memory.
@@ -52,7 +55,7 @@ fn default_memory_budget() -> String {
 }
 
 fn default_batch_size() -> usize {
-    4096
+    1024
 }
 fn default_channel_capacity() -> usize {
     4
