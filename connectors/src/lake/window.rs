@@ -59,6 +59,8 @@ enum Values {
 
 /// Values a column starts with room for, before it has a history.
 const FIRST_VALUES: usize = 16;
+/// Bytes per string value a column starts with room for, before it has a history.
+const FIRST_VALUE_BYTES: usize = 8;
 
 struct Column {
     /// The row of each value, ascending.
@@ -67,11 +69,11 @@ struct Column {
 }
 
 impl Column {
-    /// A column with room for `n` values before it grows.
-    fn new(class: TypeClass, n: usize) -> Self {
+    /// A column with room for `n` values (and `bytes` bytes of strings) before it grows.
+    fn new(class: TypeClass, n: usize, bytes: usize) -> Self {
         let values = match class {
             TypeClass::String => Values::Str {
-                bytes: Vec::with_capacity(n * 8),
+                bytes: Vec::with_capacity(bytes),
                 ends: Vec::with_capacity(n),
             },
             TypeClass::Number => Values::Num(Vec::with_capacity(n)),
@@ -362,8 +364,9 @@ pub struct Window {
     pub seq: u32,
     /// The file its rows go to once they make a row group.
     pub file: Option<OpenFile>,
-    /// Values each column had in the last row group: its room in the next.
-    sizes: Vec<usize>,
+    /// Values (and bytes of strings) each column had in the last row group: its room in the
+    /// next.
+    sizes: Vec<(usize, usize)>,
 }
 
 impl Window {
@@ -388,8 +391,12 @@ impl Window {
         let class = def.columns.get(ordinal).map(|c| c.class).ok_or_else(|| {
             EngineError::Internal(format!("column {ordinal} unknown in {}", def.name))
         })?;
-        let n = self.sizes.get(ordinal).copied().unwrap_or(FIRST_VALUES);
-        Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class, n)))
+        let (n, bytes) = self
+            .sizes
+            .get(ordinal)
+            .copied()
+            .unwrap_or((FIRST_VALUES, FIRST_VALUES * FIRST_VALUE_BYTES));
+        Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class, n, bytes)))
     }
 
     /// Appends one event; `def` must know every column the event uses.
@@ -445,11 +452,20 @@ impl Window {
     /// The rows held, with `def`'s columns, for a row group; empties the window's rows.
     pub fn take_rows(&mut self, def: &TableDef) -> Rows {
         // The next row group is likely alike: each column starts with room for as many values
-        // as it had, rather than doubling its way up to them.
+        // (and bytes) as it had, rather than doubling its way up to them, copying as it goes.
         self.sizes.clear();
-        self.sizes.extend(self.columns.iter().map(|c| {
-            c.as_ref()
-                .map_or(FIRST_VALUES, |c| c.rows.len().max(FIRST_VALUES))
+        self.sizes.extend(self.columns.iter().map(|c| match c {
+            None => (FIRST_VALUES, FIRST_VALUES * FIRST_VALUE_BYTES),
+            Some(c) => {
+                let bytes = match &c.values {
+                    Values::Str { bytes, .. } => bytes.len(),
+                    _ => 0,
+                };
+                (
+                    c.rows.len().max(FIRST_VALUES),
+                    bytes.max(FIRST_VALUES * FIRST_VALUE_BYTES),
+                )
+            }
         }));
         let rows = Rows {
             schema: arrow_schema(def),
@@ -485,18 +501,18 @@ mod tests {
 
     #[test]
     fn a_column_keeps_only_its_values_and_gets_its_nulls_when_encoded() {
-        let mut s = Column::new(TypeClass::String, 1);
+        let mut s = Column::new(TypeClass::String, 1, 8);
         s.push(1, &Value::String("b".into())).unwrap();
         s.push_str(4, "dé").unwrap();
         s.push(5, &Value::Json("[1]".into())).unwrap();
-        let mut n = Column::new(TypeClass::Number, 1);
+        let mut n = Column::new(TypeClass::Number, 1, 0);
         n.push(0, &Value::Number(1.5)).unwrap();
         n.push(2, &Value::Number(-2.0)).unwrap();
-        let mut t = Column::new(TypeClass::Timestamp, 1);
+        let mut t = Column::new(TypeClass::Timestamp, 1, 0);
         for row in 0..7 {
             t.push_time(row, row as i64 * 10).unwrap();
         }
-        let mut b = Column::new(TypeClass::Boolean, 1);
+        let mut b = Column::new(TypeClass::Boolean, 1, 0);
         b.push(6, &Value::Bool(false)).unwrap();
         // A value of the wrong class is refused, not written into the column.
         assert!(n.push(3, &Value::Bool(true)).is_err());
@@ -534,12 +550,12 @@ mod tests {
 
         let rows = 3000;
         let mut cols = vec![
-            Column::new(TypeClass::String, 1), // ids
-            Column::new(TypeClass::String, 1), // 5 browsers
-            Column::new(TypeClass::Number, 1), // unique numbers
-            Column::new(TypeClass::Number, 1), // 3 prices
-            Column::new(TypeClass::Timestamp, 1),
-            Column::new(TypeClass::String, 1), // unique, but too few values to judge
+            Column::new(TypeClass::String, 1, 8), // ids
+            Column::new(TypeClass::String, 1, 8), // 5 browsers
+            Column::new(TypeClass::Number, 1, 0), // unique numbers
+            Column::new(TypeClass::Number, 1, 0), // 3 prices
+            Column::new(TypeClass::Timestamp, 1, 0),
+            Column::new(TypeClass::String, 1, 8), // unique, but too few values to judge
         ];
         for r in 0..rows {
             cols[0].push_str(r, &format!("id-{r:08x}")).unwrap();
