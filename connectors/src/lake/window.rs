@@ -61,6 +61,8 @@ enum Values {
 const FIRST_VALUES: usize = 16;
 /// Bytes per string value a column starts with room for, before it has a history.
 const FIRST_VALUE_BYTES: usize = 8;
+/// The room (values, bytes of strings) of a column without a history.
+const FIRST_ROOM: (usize, usize) = (FIRST_VALUES, FIRST_VALUES * FIRST_VALUE_BYTES);
 
 struct Column {
     /// The row of each value, ascending.
@@ -391,11 +393,7 @@ impl Window {
         let class = def.columns.get(ordinal).map(|c| c.class).ok_or_else(|| {
             EngineError::Internal(format!("column {ordinal} unknown in {}", def.name))
         })?;
-        let (n, bytes) = self
-            .sizes
-            .get(ordinal)
-            .copied()
-            .unwrap_or((FIRST_VALUES, FIRST_VALUES * FIRST_VALUE_BYTES));
+        let (n, bytes) = self.sizes.get(ordinal).copied().unwrap_or(FIRST_ROOM);
         Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class, n, bytes)))
     }
 
@@ -455,16 +453,13 @@ impl Window {
         // (and bytes) as it had, rather than doubling its way up to them, copying as it goes.
         self.sizes.clear();
         self.sizes.extend(self.columns.iter().map(|c| match c {
-            None => (FIRST_VALUES, FIRST_VALUES * FIRST_VALUE_BYTES),
+            None => FIRST_ROOM,
             Some(c) => {
                 let bytes = match &c.values {
                     Values::Str { bytes, .. } => bytes.len(),
                     _ => 0,
                 };
-                (
-                    c.rows.len().max(FIRST_VALUES),
-                    bytes.max(FIRST_VALUES * FIRST_VALUE_BYTES),
-                )
+                (c.rows.len().max(FIRST_ROOM.0), bytes.max(FIRST_ROOM.1))
             }
         }));
         let rows = Rows {
