@@ -166,7 +166,8 @@ fn value_lit(v: &Value) -> Lit {
         Value::Null => Lit::Null,
         Value::Bool(b) => Lit::Bool(*b),
         Value::Number(n) => Lit::Num(*n),
-        Value::String(s) | Value::Json(s) => Lit::Str(s.clone()),
+        Value::String(s) => Lit::Str(s.clone()),
+        Value::Json(s) => Lit::Str(Text::from(&**s)),
     }
 }
 

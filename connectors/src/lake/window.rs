@@ -107,7 +107,8 @@ impl Column {
     /// Appends `v`; returns the bytes it holds.
     fn push(&mut self, row: usize, v: &Value) -> Result<usize> {
         let size = match (&mut self.values, v) {
-            (Values::Str { bytes, ends }, Value::String(s) | Value::Json(s)) => {
+            (Values::Str { bytes, ends }, Value::String(_) | Value::Json(_)) => {
+                let s = v.text().unwrap_or_default();
                 bytes.extend_from_slice(s.as_bytes());
                 ends.push(end_of(bytes)?);
                 s.len() + 8
