@@ -395,9 +395,12 @@ impl Catalog for LocalCatalog {
             )? {
                 return Ok(ColumnAssignment::Column(def));
             }
+            // Ordinals are dense from 0: the next is one past the largest, which the primary
+            // key finds without counting every column (a table of thousands of columns would
+            // make each new column cost as much as all those before it).
             let count: i64 = tx
                 .query_row(
-                    "SELECT count(*) FROM columns WHERE table_id = ?1",
+                    "SELECT coalesce(max(ordinal) + 1, 0) FROM columns WHERE table_id = ?1",
                     params![table],
                     |r| r.get(0),
                 )
@@ -430,14 +433,24 @@ impl Catalog for LocalCatalog {
                 tx.commit().map_err(db_err("committing a column"))?;
                 return Ok(ColumnAssignment::Overflow(def));
             }
-            let first: Option<String> = tx
-                .query_row(
-                    "SELECT name FROM columns WHERE table_id = ?1 AND source = ?2 ORDER BY ordinal LIMIT 1",
-                    params![table, raw],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err("reading a column"))?;
+            // The property's first column, among its (at most one per class) columns, found by
+            // `columns_by_source`: ordering in SQL lets SQLite walk the whole table in ordinal
+            // order instead.
+            let first: Option<String> = {
+                let mut q = tx
+                    .prepare_cached(
+                        "SELECT ordinal, name FROM columns WHERE table_id = ?1 AND source = ?2",
+                    )
+                    .map_err(db_err("reading a column"))?;
+                let found = q
+                    .query_map(params![table, raw], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .map_err(db_err("reading a column"))?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(db_err("reading a column"))?;
+                found.into_iter().min_by_key(|(o, _)| *o).map(|(_, n)| n)
+            };
             let taken = |n: &str| {
                 tx.query_row(
                     "SELECT 1 FROM columns WHERE table_id = ?1 AND name = ?2",
