@@ -50,15 +50,16 @@ fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
 
 impl OpenFile {
     /// Starts the object at `key` with the columns of `schema`. The columns numbered in
-    /// `unique` hold values that rarely repeat (ids, times, URLs): Parquet gets them without a
-    /// dictionary, which would cost a hash table insert per value and save nothing.
+    /// `plain` get no dictionary: their values rarely repeat (ids, times, URLs), where a
+    /// dictionary would cost a hash table insert per value and save nothing, or they are few
+    /// or none (see `Rows::plain_columns`).
     pub fn start(
         store: &dyn ObjectStore,
         key: String,
         format: DataFormat,
         compression: Compression,
         schema: Arc<Schema>,
-        unique: &[usize],
+        plain: &[usize],
     ) -> Result<Self> {
         let sink = UploadWriter::new(store.upload(&key)?);
         let columns = schema.fields().len();
@@ -74,7 +75,7 @@ impl OpenFile {
                 let mut props = WriterProperties::builder()
                     .set_compression(codec)
                     .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
-                for &i in unique {
+                for &i in plain {
                     if let Some(f) = schema.fields().get(i) {
                         props = props.set_column_dictionary_enabled(
                             ColumnPath::from(f.name().as_str()),

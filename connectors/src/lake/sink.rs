@@ -439,7 +439,7 @@ impl LakeSink {
                 self.format,
                 self.compression,
                 arrow_schema(def),
-                &rows.unique_columns(),
+                &rows.plain_columns(),
             )?);
         }
         self.held_bytes = self.held_bytes.saturating_sub(value_bytes);

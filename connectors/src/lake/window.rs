@@ -278,10 +278,18 @@ pub struct Rows {
 
 /// Values of a column looked at to judge whether they repeat.
 const SAMPLE: usize = 1024;
-/// Fewer values than this are too few to judge: the column keeps its dictionary.
+/// A column with fewer values than this in a file's first row group goes without a
+/// dictionary: Parquet's dictionary encoder starts every column of every row group with a
+/// hash table of 4,096 entries, and a few values cannot repay it. In a wide table of mostly
+/// empty columns those tables were a tenth of the run.
 const MIN_SAMPLE: usize = 64;
 
 impl Column {
+    /// Whether a dictionary would pay: enough values, and not nearly all distinct.
+    fn wants_dictionary(&self) -> bool {
+        self.rows.len() >= MIN_SAMPLE && !self.looks_unique()
+    }
+
     /// Whether the first values (up to [`SAMPLE`]) are nearly all distinct (9 in 10 or more).
     fn looks_unique(&self) -> bool {
         let n = self.rows.len().min(SAMPLE);
@@ -309,13 +317,17 @@ impl Column {
 }
 
 impl Rows {
-    /// The columns whose values look unique in these rows: ids, times, URLs.
-    pub fn unique_columns(&self) -> Vec<usize> {
-        self.columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.as_ref().is_some_and(Column::looks_unique))
-            .map(|(i, _)| i)
+    /// The columns a dictionary would not pay for, judged on these rows: values that look
+    /// unique (ids, times, URLs), and columns with few values or none.
+    pub fn plain_columns(&self) -> Vec<usize> {
+        (0..self.schema.fields().len())
+            .filter(|&i| {
+                !self
+                    .columns
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(Column::wants_dictionary)
+            })
             .collect()
     }
 
@@ -565,7 +577,8 @@ mod tests {
             Column::new(TypeClass::Number, 1, 0), // unique numbers
             Column::new(TypeClass::Number, 1, 0), // 3 prices
             Column::new(TypeClass::Timestamp, 1, 0),
-            Column::new(TypeClass::String, 1, 8), // unique, but too few values to judge
+            Column::new(TypeClass::String, 1, 8), // repeated, but too few values
+            Column::new(TypeClass::String, 1, 8), // no value at all
         ];
         for r in 0..rows {
             cols[0].push_str(r, &format!("id-{r:08x}")).unwrap();
@@ -579,8 +592,8 @@ mod tests {
             cols[4]
                 .push_time(r, 1_700_000_000_000_000 + r as i64)
                 .unwrap();
-            if r < 10 {
-                cols[5].push_str(r, &format!("u{r}")).unwrap();
+            if r < 60 {
+                cols[5].push_str(r, ["x", "y"][r % 2]).unwrap();
             }
         }
         let classes = [
@@ -589,6 +602,7 @@ mod tests {
             TypeClass::Number,
             TypeClass::Number,
             TypeClass::Timestamp,
+            TypeClass::String,
             TypeClass::String,
         ];
         let schema = Arc::new(Schema::new(
@@ -603,8 +617,8 @@ mod tests {
             rows,
             columns: cols.into_iter().map(Some).collect(),
         };
-        let unique = rows.unique_columns();
-        assert_eq!(unique, [0, 2, 4]);
+        let plain = rows.plain_columns();
+        assert_eq!(plain, [0, 2, 4, 5, 6]);
 
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
@@ -614,7 +628,7 @@ mod tests {
             DataFormat::Parquet,
             super::super::config::Compression::Snappy,
             schema,
-            &unique,
+            &plain,
         )
         .unwrap();
         file.write(rows, 0).unwrap();
@@ -623,10 +637,10 @@ mod tests {
         std::fs::write(&copy, store.get("t/f.parquet").unwrap()).unwrap();
         let reader = SerializedFileReader::new(std::fs::File::open(&copy).unwrap()).unwrap();
         let rg = reader.metadata().row_group(0);
-        let dict: Vec<bool> = (0..6)
+        let dict: Vec<bool> = (0..7)
             .map(|i| rg.column(i).dictionary_page_offset().is_some())
             .collect();
-        assert_eq!(dict, [false, true, false, true, false, true]);
+        assert_eq!(dict, [false, true, false, true, false, false, false]);
         assert_eq!(rg.num_rows(), 3000);
     }
 }
