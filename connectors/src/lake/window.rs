@@ -189,8 +189,7 @@ impl Column {
                     )
                 };
                 #[cfg(debug_assertions)]
-                array
-                    .to_data()
+                arrow::array::Array::to_data(&array)
                     .validate_full()
                     .map_err(|e| EngineError::Internal(format!("a string column: {e}")))?;
                 Ok(Arc::new(array))
