@@ -1,9 +1,9 @@
 //! Throughput of the operator chain, single-threaded, on the shared generator's events.
 //!
 //! Input: `../shared/tools/gen_events.py --events 100000 --seed 7` (relative to the workspace
-//! root), generated once at start, cut into batches of 1,024 lines as the file source cuts them
-//! by default. Every measured iteration runs all 100,000 lines; building the batches and dropping the
-//! output are outside the timed part.
+//! root), generated once at start, cut into batches of 1,024 lines as the file source cuts
+//! them by default. Every measured iteration runs all 100,000 lines; building the batches and
+//! dropping the output are outside the timed part.
 //!
 //! - `chain/warm`: decode, clean-name, stringify-nested, type-infer (monoschema, in-memory
 //!   registry), partition-by-date, with every operator built once and reused: the steady state,

@@ -106,13 +106,11 @@ impl Column {
 
     /// Appends `v`; returns the bytes it holds.
     fn push(&mut self, row: usize, v: &Value) -> Result<usize> {
+        if let Some(s) = v.text() {
+            self.push_str(row, s)?;
+            return Ok(s.len() + 8);
+        }
         let size = match (&mut self.values, v) {
-            (Values::Str { bytes, ends }, Value::String(_) | Value::Json(_)) => {
-                let s = v.text().unwrap_or_default();
-                bytes.extend_from_slice(s.as_bytes());
-                ends.push(end_of(bytes)?);
-                s.len() + 8
-            }
             (Values::Num(xs), Value::Number(n)) => {
                 xs.push(*n);
                 12
@@ -281,20 +279,16 @@ const SAMPLE: usize = 1024;
 /// dictionary: Parquet's dictionary encoder starts every column of every row group with a
 /// hash table of 4,096 entries, and a few values cannot repay it. In a wide table of mostly
 /// empty columns those tables were a tenth of the run.
-const MIN_SAMPLE: usize = 64;
+const MIN_DICTIONARY_VALUES: usize = 64;
 
 impl Column {
-    /// Whether a dictionary would pay: enough values, and not nearly all distinct.
+    /// Whether a dictionary would pay: enough values, and the first of them (up to
+    /// [`SAMPLE`]) not nearly all distinct (under 9 in 10).
     fn wants_dictionary(&self) -> bool {
-        self.rows.len() >= MIN_SAMPLE && !self.looks_unique()
-    }
-
-    /// Whether the first values (up to [`SAMPLE`]) are nearly all distinct (9 in 10 or more).
-    fn looks_unique(&self) -> bool {
-        let n = self.rows.len().min(SAMPLE);
-        if n < MIN_SAMPLE {
+        if self.rows.len() < MIN_DICTIONARY_VALUES {
             return false;
         }
+        let n = self.rows.len().min(SAMPLE);
         let hasher = foldhash::fast::FixedState::default();
         let mut seen: std::collections::HashSet<u64, foldhash::fast::FixedState> =
             std::collections::HashSet::with_capacity_and_hasher(n, Default::default());
@@ -309,9 +303,9 @@ impl Column {
             }
             Values::Num(xs) => seen.extend(xs[..n].iter().map(|x| x.to_bits())),
             Values::Time(xs) => seen.extend(xs[..n].iter().map(|&x| x as u64)),
-            Values::Bool(_) => return false,
+            Values::Bool(_) => return true,
         }
-        seen.len() * 10 >= n * 9
+        seen.len() * 10 < n * 9
     }
 }
 
