@@ -155,6 +155,30 @@ impl LocalCatalog {
             .map_err(|_| EngineError::Internal("catalog lock poisoned".into()))?;
         f(&mut c)
     }
+
+    /// [`Self::with`] for the schema registry's transactions (a new table, a new column):
+    /// they commit without waiting for the disk (`synchronous = NORMAL`); everything else
+    /// waits (`FULL`).
+    ///
+    /// A wide table's thousands of new columns each waited for an fsync, which was most of
+    /// `type-infer`'s time. Nothing is lost by not waiting: in WAL mode, commits reach the
+    /// disk in the order they were made, and a column matters only to the files of a later
+    /// data commit, whose own fsync of the log carries the column with it. A crash of the
+    /// machine may forget a column no committed file uses; it is assigned again, the same way
+    /// or another, before any file uses it.
+    fn with_registry<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.with(|c| {
+            c.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_err("setting synchronous"))?;
+            let r = f(c);
+            let back = c
+                .pragma_update(None, "synchronous", "FULL")
+                .map_err(db_err("setting synchronous"));
+            let r = r?;
+            back?;
+            Ok(r)
+        })
+    }
 }
 
 fn unfinished_in(c: &Connection, sink: &str) -> Result<Vec<Manifest>> {
@@ -298,7 +322,7 @@ impl Catalog for LocalCatalog {
         system: &[(&str, TypeClass)],
         propose: ProposeTable<'_>,
     ) -> Result<TableDef> {
-        self.with(|c| {
+        self.with_registry(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err("starting a transaction"))?;
@@ -371,7 +395,7 @@ impl Catalog for LocalCatalog {
         max_columns: u32,
         propose: ProposeColumn<'_>,
     ) -> Result<ColumnAssignment> {
-        self.with(|c| {
+        self.with_registry(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err("starting a transaction"))?;

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_writer::compute_leaves;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use parquet::schema::types::ColumnPath;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use sluice_engine::{EngineError, Result};
 
@@ -21,8 +22,20 @@ use super::DataFormat;
 use crate::store::{ObjectStore, Upload, UploadWriter};
 
 enum Encoder {
-    Parquet(ArrowWriter<UploadWriter>),
+    Parquet(ParquetFile),
     Json(flate2::write::GzEncoder<UploadWriter>),
+}
+
+/// A Parquet file, driven a row group and a column at a time.
+struct ParquetFile {
+    writer: SerializedFileWriter<UploadWriter>,
+    /// Parquet's column writers (dictionaries, page statistics, the page index) for the
+    /// columns with values enough to fill them.
+    dense: ArrowRowGroupWriterFactory,
+    /// Each column's descriptor (the schema is flat: a field is a leaf).
+    leaves: Vec<ColumnDescPtr>,
+    codec: PqCompression,
+    row_groups: usize,
 }
 
 /// One file of a window, open for more row groups.
@@ -84,10 +97,25 @@ impl OpenFile {
                     }
                 }
                 let props = props.build();
-                Encoder::Parquet(
-                    ArrowWriter::try_new(sink, schema, Some(props))
-                        .map_err(|e| internal("starting a Parquet file", e))?,
-                )
+                // `ArrowWriter` makes the Parquet schema and the footer's copy of the Arrow
+                // schema; its row groups are then written by hand.
+                let (writer, dense) = ArrowWriter::try_new(sink, schema, Some(props))
+                    .and_then(ArrowWriter::into_serialized_writer)
+                    .map_err(|e| internal("starting a Parquet file", e))?;
+                let leaves = writer.schema_descr().columns().to_vec();
+                if leaves.len() != columns {
+                    return Err(EngineError::Internal(format!(
+                        "{} Parquet columns for {columns} fields",
+                        leaves.len()
+                    )));
+                }
+                Encoder::Parquet(ParquetFile {
+                    writer,
+                    dense,
+                    leaves,
+                    codec,
+                    row_groups: 0,
+                })
             }
             DataFormat::Json => Encoder::Json(flate2::write::GzEncoder::new(
                 sink,
@@ -105,7 +133,7 @@ impl OpenFile {
 
     fn sink(&mut self) -> &mut UploadWriter {
         match &mut self.encoder {
-            Encoder::Parquet(w) => w.inner_mut(),
+            Encoder::Parquet(f) => f.writer.inner_mut(),
             Encoder::Json(g) => g.get_mut(),
         }
     }
@@ -119,7 +147,7 @@ impl OpenFile {
     pub fn write(&mut self, rows: Rows, value_bytes: u64) -> Result<()> {
         let n = rows.rows;
         let r = match &mut self.encoder {
-            Encoder::Parquet(w) => write_row_group(w, rows),
+            Encoder::Parquet(f) => write_row_group(f, rows),
             Encoder::Json(g) => rows
                 .into_batch()
                 .map_err(|e| e.to_string())
@@ -136,7 +164,7 @@ impl OpenFile {
     /// Finishes the encoding (the Parquet footer); the upload is left to complete.
     pub fn close(self) -> Result<ClosedFile> {
         let r = match self.encoder {
-            Encoder::Parquet(w) => w.into_inner().map_err(|e| e.to_string()),
+            Encoder::Parquet(f) => f.writer.into_inner().map_err(|e| e.to_string()),
             Encoder::Json(g) => g.finish().map_err(|e| e.to_string()),
         };
         let mut sink = match r {
@@ -170,36 +198,42 @@ impl OpenFile {
 }
 
 /// One row group, encoded a column at a time: each column's nulls exist only while it is
-/// encoded (a wide table's padding is never all in memory at once).
-///
-/// `get_column_writers` and `append_row_group` are marked deprecated in favour of driving a
-/// `SerializedFileWriter` by hand; through `ArrowWriter` the file keeps its Arrow schema
-/// metadata and its one code path for the footer.
-#[allow(deprecated)]
-fn write_row_group(
-    w: &mut ArrowWriter<UploadWriter>,
-    mut rows: Rows,
-) -> std::result::Result<(), String> {
+/// encoded (a wide table's padding is never all in memory at once). A sparse column (few
+/// values among many rows, or none) is encoded by `lake/sparse.rs` in time proportional to its
+/// values; the others by parquet's column writers.
+fn write_row_group(f: &mut ParquetFile, mut rows: Rows) -> std::result::Result<(), String> {
     let e = |e: parquet::errors::ParquetError| e.to_string();
-    let writers = w.get_column_writers().map_err(e)?;
+    let writers = f.dense.create_column_writers(f.row_groups).map_err(e)?;
     let schema = rows.schema.clone();
-    if writers.len() != schema.fields().len() {
+    if writers.len() != schema.fields().len() || f.leaves.len() != writers.len() {
         return Err(format!(
             "{} column writers for {} columns",
             writers.len(),
             schema.fields().len()
         ));
     }
-    let mut chunks = Vec::with_capacity(writers.len());
+    let mut group = f.writer.next_row_group().map_err(e)?;
     for (i, (mut writer, field)) in writers.into_iter().zip(schema.fields()).enumerate() {
+        if let Some(sparse) = rows.sparse(i) {
+            let (bytes, close) =
+                super::sparse::encode(&sparse, rows.rows, f.leaves[i].clone(), f.codec)
+                    .map_err(|e| e.to_string())?;
+            group.append_column(&bytes, close).map_err(e)?;
+            continue;
+        }
         let array = rows.take_array(i).map_err(|e| e.to_string())?;
         for leaf in compute_leaves(field, &array).map_err(e)? {
             writer.write(&leaf).map_err(e)?;
         }
-        chunks.push(writer.close().map_err(e)?);
+        writer
+            .close()
+            .map_err(e)?
+            .append_to_row_group(&mut group)
+            .map_err(e)?;
     }
-    w.append_row_group(chunks).map_err(e)?;
-    w.flush().map_err(e)
+    group.close().map_err(e)?;
+    f.row_groups += 1;
+    f.writer.flush().map_err(|e| e.to_string())
 }
 
 /// Rows as NDJSON (nulls left out, `time` in integer epoch seconds: SPEC §4.2, §12 D2).

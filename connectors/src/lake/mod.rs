@@ -5,6 +5,7 @@
 mod config;
 mod file;
 mod sink;
+mod sparse;
 mod window;
 
 pub use config::{

@@ -309,6 +309,31 @@ impl Column {
     }
 }
 
+/// A column's values, lent to an encoder.
+pub enum ValuesRef<'a> {
+    /// The values' bytes one after another, and where each ends.
+    Str {
+        bytes: &'a [u8],
+        ends: &'a [i32],
+    },
+    Num(&'a [f64]),
+    Bool(&'a [bool]),
+    Time(&'a [i64]),
+}
+
+/// A column with few values among a row group's rows (see [`Rows::sparse`]).
+pub struct Sparse<'a> {
+    /// The row of each value, ascending.
+    pub rows: &'a [u32],
+    /// The values; none when the column has none in these rows.
+    pub values: Option<ValuesRef<'a>>,
+}
+
+/// A column with at most one value in this many rows of a row group is sparse: its chunk is
+/// encoded in time proportional to its values (`lake/sparse.rs`), not to the rows. At this
+/// density the runs of its definition levels take no more room than bit-packed levels would.
+pub const SPARSE_RATIO: usize = 64;
+
 impl Rows {
     /// The columns a dictionary would not pay for, judged on these rows: values that look
     /// unique (ids, times, URLs), and columns with few values or none.
@@ -322,6 +347,27 @@ impl Rows {
                     .is_some_and(Column::wants_dictionary)
             })
             .collect()
+    }
+
+    /// Column `i` when it is sparse: at most one value in [`SPARSE_RATIO`] rows, or none.
+    /// Ask before [`Rows::take_array`], which gives the values up.
+    pub fn sparse(&self, i: usize) -> Option<Sparse<'_>> {
+        match self.columns.get(i).and_then(Option::as_ref) {
+            None => Some(Sparse {
+                rows: &[],
+                values: None,
+            }),
+            Some(c) if c.rows.len() * SPARSE_RATIO <= self.rows => Some(Sparse {
+                rows: &c.rows,
+                values: Some(match &c.values {
+                    Values::Str { bytes, ends } => ValuesRef::Str { bytes, ends },
+                    Values::Num(xs) => ValuesRef::Num(xs),
+                    Values::Bool(xs) => ValuesRef::Bool(xs),
+                    Values::Time(xs) => ValuesRef::Time(xs),
+                }),
+            }),
+            Some(_) => None,
+        }
     }
 
     /// Column `i` as an array (and gives its values up).
@@ -635,5 +681,156 @@ mod tests {
             .collect();
         assert_eq!(dict, [false, true, false, true, false, false, false]);
         assert_eq!(rg.num_rows(), 3000);
+    }
+
+    /// Rows with sparse columns of every type (runs of values, values in the first and last
+    /// rows, long and non-ASCII strings), columns without values, and a dense column.
+    fn sparse_rows() -> Rows {
+        let rows = 10_000;
+        let classes = [
+            TypeClass::String,
+            TypeClass::Number,
+            TypeClass::Boolean,
+            TypeClass::Timestamp,
+            TypeClass::String,
+            TypeClass::Number,
+            TypeClass::Boolean,
+            TypeClass::Timestamp,
+            TypeClass::String,
+        ];
+        let mut cols: Vec<Column> = classes.iter().map(|&c| Column::new(c, 1, 8)).collect();
+        let long = "é".repeat(40) + "ü";
+        for r in 0..rows {
+            if r == 0 || r == rows - 1 || r % 997 == 0 || (5000..5003).contains(&r) {
+                let s = match r % 3 {
+                    0 => format!("{long}{r}"),
+                    1 => format!("v{r}"),
+                    _ => String::new(),
+                };
+                cols[0].push_str(r, &s).unwrap();
+            }
+            if r % 250 == 7 {
+                let x = [0.0, -2.5, 1e300, -0.0][(r / 250) % 4];
+                cols[1].push(r, &Value::Number(x)).unwrap();
+                cols[2].push(r, &Value::Bool((r / 250) % 2 == 0)).unwrap();
+                cols[3]
+                    .push_time(r, 1_700_000_000_000_000 - r as i64)
+                    .unwrap();
+            }
+            cols[8].push_str(r, ["a", "b", "c"][r % 3]).unwrap();
+        }
+        let schema = Arc::new(Schema::new(
+            classes
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| Field::new(format!("c{i}"), arrow_type(c), true))
+                .collect::<Vec<_>>(),
+        ));
+        let mut columns: Vec<Option<Column>> = cols.into_iter().map(Some).collect();
+        for c in &mut columns[4..8] {
+            *c = None;
+        }
+        Rows {
+            schema,
+            rows,
+            columns,
+        }
+    }
+
+    #[test]
+    fn sparse_columns_read_back_as_written_with_statistics_and_page_index() {
+        use crate::lake::config::Compression;
+        use crate::lake::file::OpenFile;
+        use crate::lake::DataFormat;
+        use crate::store::{LocalStore, ObjectStore};
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+        use parquet::file::metadata::PageIndexPolicy;
+        use parquet::file::statistics::Statistics;
+
+        let probe = sparse_rows();
+        let sparse: Vec<bool> = (0..9).map(|i| probe.sparse(i).is_some()).collect();
+        assert_eq!(
+            sparse,
+            [true, true, true, true, true, true, true, true, false]
+        );
+        let expected = probe.into_batch().unwrap();
+
+        for compression in [Compression::Snappy, Compression::Zstd, Compression::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = LocalStore::open(dir.path()).unwrap();
+            let rows = sparse_rows();
+            let plain = rows.plain_columns();
+            let mut file = OpenFile::start(
+                &store,
+                "t/f.parquet".into(),
+                DataFormat::Parquet,
+                compression,
+                rows.schema.clone(),
+                &plain,
+            )
+            .unwrap();
+            // Two row groups: the second shows offsets are moved to where a chunk lands.
+            file.write(rows, 0).unwrap();
+            file.write(sparse_rows(), 0).unwrap();
+            file.close().unwrap().upload.complete().unwrap();
+            let bytes = bytes::Bytes::from(store.get("t/f.parquet").unwrap());
+
+            let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+                bytes.clone(),
+                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
+            )
+            .unwrap();
+            let meta = reader.metadata().clone();
+            let offsets = meta
+                .offset_index()
+                .expect("every chunk has an offset index");
+            assert_eq!(offsets.len(), 2);
+            assert!(offsets.iter().all(|rg| rg.len() == 9));
+            let batches: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+            let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+            assert_eq!(all.num_rows(), 20_000);
+            for half in [all.slice(0, 10_000), all.slice(10_000, 10_000)] {
+                for i in 0..9 {
+                    assert_eq!(
+                        half.column(i).as_ref(),
+                        expected.column(i).as_ref(),
+                        "column {i} with {compression:?}"
+                    );
+                }
+            }
+
+            let rg = meta.row_group(1);
+            let Some(Statistics::ByteArray(s)) = rg.column(0).statistics() else {
+                panic!("string statistics")
+            };
+            let values = expected.column(0).as_string::<i32>();
+            assert_eq!(
+                s.null_count_opt(),
+                Some(10_000 - values.len() as u64 + values.null_count() as u64)
+            );
+            let min = values.iter().flatten().min().unwrap();
+            let max = values.iter().flatten().max().unwrap();
+            assert_eq!(s.min_opt().unwrap().data(), min.as_bytes());
+            let written_max = s.max_opt().unwrap().data();
+            assert!(written_max.len() <= 64 && written_max > max.as_bytes());
+            assert!(!s.max_is_exact());
+            let Some(Statistics::Double(d)) = rg.column(1).statistics() else {
+                panic!("number statistics")
+            };
+            assert_eq!((d.min_opt(), d.max_opt()), (Some(&-2.5), Some(&1e300)));
+            let Some(Statistics::Boolean(b)) = rg.column(2).statistics() else {
+                panic!("boolean statistics")
+            };
+            assert_eq!((b.min_opt(), b.max_opt()), (Some(&false), Some(&true)));
+            let Some(Statistics::Int64(t)) = rg.column(3).statistics() else {
+                panic!("time statistics")
+            };
+            assert_eq!(t.max_opt(), Some(&(1_700_000_000_000_000 - 7)));
+            for i in 4..8 {
+                let s = rg.column(i).statistics().unwrap();
+                assert_eq!(s.null_count_opt(), Some(10_000), "column {i}");
+                assert!(s.min_bytes_opt().is_none(), "column {i}");
+            }
+        }
     }
 }
