@@ -148,11 +148,18 @@ impl LocalCatalog {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut c = self
-            .conn
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        self.conn
             .lock()
-            .map_err(|_| EngineError::Internal("catalog lock poisoned".into()))?;
+            .map_err(|_| EngineError::Internal("catalog lock poisoned".into()))
+    }
+
+    /// Runs `f` on the connection, whose commits wait for the disk (`synchronous = FULL`,
+    /// set on every call: a registry transaction that failed half-way cannot leave it off).
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut c = self.lock()?;
+        c.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err("setting synchronous"))?;
         f(&mut c)
     }
 
@@ -167,17 +174,10 @@ impl LocalCatalog {
     /// machine may forget a column no committed file uses; it is assigned again, the same way
     /// or another, before any file uses it.
     fn with_registry<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        self.with(|c| {
-            c.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(db_err("setting synchronous"))?;
-            let r = f(c);
-            let back = c
-                .pragma_update(None, "synchronous", "FULL")
-                .map_err(db_err("setting synchronous"));
-            let r = r?;
-            back?;
-            Ok(r)
-        })
+        let mut c = self.lock()?;
+        c.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err("setting synchronous"))?;
+        f(&mut c)
     }
 }
 

@@ -6,15 +6,21 @@
 //! its columns. A column with few values among many rows is written here instead, as one data
 //! page (format v1): the definition levels as runs (RLE: a run of nulls costs the same whether
 //! it is 10 rows long or 40,000), the values plain, the page compressed with the file's codec.
-//! The chunk carries its statistics (null count, min, max) and an offset index, as the rest of
-//! the file's chunks do, so readers prune row groups and keep the file's page index.
+//! The chunk carries its statistics (null count, min, max) and a page index (offset index and
+//! column index), as the rest of the file's chunks do: readers prune row groups and pages, and
+//! keep the file's page index (a chunk without an offset index makes parquet-rs drop the
+//! whole file's).
+//!
+//! Still paid per sparse column and row group: parquet's writer for it is made and dropped
+//! (`ArrowRowGroupWriterFactory` makes one for every column), and its footer entry.
 
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, Type as PhysicalType};
+use parquet::basic::{BoundaryOrder, Compression, Encoding, Type as PhysicalType};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
-use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder};
+use parquet::file::metadata::{ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
@@ -23,9 +29,10 @@ use sluice_engine::{EngineError, Result};
 
 use super::window::{Sparse, ValuesRef};
 
-/// Bytes a string statistic keeps, as parquet's writer does by default: a longer minimum is
-/// cut (still a lower bound), a longer maximum cut and its last character raised (still an
-/// upper bound).
+/// Bytes a string statistic keeps, as parquet's writer does by default (the files' writer
+/// properties keep its defaults: `statistics_truncate_length` and
+/// `column_index_truncate_length` are both 64): a longer minimum is cut (still a lower bound),
+/// a longer maximum cut and its last character raised (still an upper bound).
 const STATISTICS_TRUNCATE: usize = 64;
 
 fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
@@ -40,9 +47,19 @@ pub fn encode(
     descr: ColumnDescPtr,
     codec: Compression,
 ) -> Result<(Bytes, ColumnCloseResult)> {
+    if descr.max_def_level() != 1 || descr.max_rep_level() != 0 {
+        return Err(EngineError::Internal(format!(
+            "column {} is not a nullable top-level column",
+            descr.path()
+        )));
+    }
     let n = column.rows.len();
+    // A page header counts its values in an `i32`, and readers read a run's length into 31
+    // bits.
     let count = |what: &str, x: usize| {
-        u32::try_from(x).map_err(|_| internal(what, format!("{x} does not fit a page")))
+        i32::try_from(x)
+            .map(|v| v as u32)
+            .map_err(|_| internal(what, format!("{x} does not fit a page")))
     };
     let num_rows = count("rows of a sparse column", rows)?;
 
@@ -158,6 +175,7 @@ pub fn encode(
             )))
         }
     };
+    let statistics = with_legacy_min_max(statistics, descr.sort_order().is_signed());
     let values = match &column.values {
         None => 0,
         Some(ValuesRef::Str { ends, .. }) => ends.len(),
@@ -200,6 +218,7 @@ pub fn encode(
         .map_err(|e| internal("writing a sparse column's page", e))?;
     let size = |x: usize| i64::try_from(x).map_err(|e| internal("a sparse column's size", e));
 
+    let index = column_index(&descr, &statistics, n == 0, nulls)?;
     let metadata = ColumnChunkMetaData::builder(descr)
         .set_compression(codec)
         .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
@@ -220,11 +239,54 @@ pub fn encode(
         bytes_written: out.len() as u64,
         rows_written: u64::from(num_rows),
         metadata,
+        column_index: index,
         bloom_filter: None,
-        column_index: None,
         offset_index: Some(offsets.build()),
     };
     Ok((Bytes::from(out), close))
+}
+
+/// The column index of the chunk's one page: a null page, or the page's min and max (the
+/// chunk's, already cut to length). None when the page has values but no min and max (all
+/// NaN), as parquet's writer does.
+fn column_index(
+    descr: &ColumnDescPtr,
+    statistics: &Statistics,
+    null_page: bool,
+    nulls: u64,
+) -> Result<Option<ColumnIndexMetaData>> {
+    let mut index = ColumnIndexBuilder::new(descr.physical_type());
+    let nulls = i64::try_from(nulls).map_err(|e| internal("a sparse column's nulls", e))?;
+    if null_page {
+        index.append(true, Vec::new(), Vec::new(), nulls);
+    } else {
+        match (statistics.min_bytes_opt(), statistics.max_bytes_opt()) {
+            (Some(min), Some(max)) => index.append(false, min.to_vec(), max.to_vec(), nulls),
+            _ => return Ok(None),
+        }
+    }
+    // One page is in order either way.
+    index.set_boundary_order(BoundaryOrder::ASCENDING);
+    index
+        .build()
+        .map(Some)
+        .map_err(|e| internal("a sparse column's column index", e))
+}
+
+/// Also writes the deprecated `min`/`max` fields for types whose order is signed, as
+/// parquet's writer does, for older readers.
+fn with_legacy_min_max(statistics: Statistics, signed: bool) -> Statistics {
+    match statistics {
+        Statistics::Boolean(s) => Statistics::Boolean(s.with_backwards_compatible_min_max(signed)),
+        Statistics::Int32(s) => Statistics::Int32(s.with_backwards_compatible_min_max(signed)),
+        Statistics::Int64(s) => Statistics::Int64(s.with_backwards_compatible_min_max(signed)),
+        Statistics::Float(s) => Statistics::Float(s.with_backwards_compatible_min_max(signed)),
+        Statistics::Double(s) => Statistics::Double(s.with_backwards_compatible_min_max(signed)),
+        Statistics::ByteArray(s) => {
+            Statistics::ByteArray(s.with_backwards_compatible_min_max(signed))
+        }
+        other => other,
+    }
 }
 
 /// Appends one RLE run of `len` levels of `value` (bit width 1: the value takes one byte).

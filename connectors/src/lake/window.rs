@@ -336,15 +336,18 @@ pub const SPARSE_RATIO: usize = 64;
 
 impl Rows {
     /// The columns a dictionary would not pay for, judged on these rows: values that look
-    /// unique (ids, times, URLs), and columns with few values or none.
+    /// unique (ids, times, URLs), columns with few values or none, and sparse columns (written
+    /// without parquet's writer, which would still make each row group's writer of such a
+    /// column start a dictionary's hash table).
     pub fn plain_columns(&self) -> Vec<usize> {
         (0..self.schema.fields().len())
             .filter(|&i| {
-                !self
-                    .columns
-                    .get(i)
-                    .and_then(Option::as_ref)
-                    .is_some_and(Column::wants_dictionary)
+                self.sparse(i).is_some()
+                    || !self
+                        .columns
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(Column::wants_dictionary)
             })
             .collect()
     }
@@ -644,13 +647,7 @@ mod tests {
             TypeClass::String,
             TypeClass::String,
         ];
-        let schema = Arc::new(Schema::new(
-            classes
-                .iter()
-                .enumerate()
-                .map(|(i, &c)| Field::new(format!("c{i}"), arrow_type(c), true))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = schema_of(&classes);
         let rows = Rows {
             schema: schema.clone(),
             rows,
@@ -681,6 +678,17 @@ mod tests {
             .collect();
         assert_eq!(dict, [false, true, false, true, false, false, false]);
         assert_eq!(rg.num_rows(), 3000);
+    }
+
+    /// A schema of nullable columns `c0`, `c1`, ... of these classes.
+    fn schema_of(classes: &[TypeClass]) -> SchemaRef {
+        Arc::new(Schema::new(
+            classes
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| Field::new(format!("c{i}"), arrow_type(c), true))
+                .collect::<Vec<_>>(),
+        ))
     }
 
     /// Rows with sparse columns of every type (runs of values, values in the first and last
@@ -719,13 +727,7 @@ mod tests {
             }
             cols[8].push_str(r, ["a", "b", "c"][r % 3]).unwrap();
         }
-        let schema = Arc::new(Schema::new(
-            classes
-                .iter()
-                .enumerate()
-                .map(|(i, &c)| Field::new(format!("c{i}"), arrow_type(c), true))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = schema_of(&classes);
         let mut columns: Vec<Option<Column>> = cols.into_iter().map(Some).collect();
         for c in &mut columns[4..8] {
             *c = None;
@@ -745,6 +747,7 @@ mod tests {
         use crate::store::{LocalStore, ObjectStore};
         use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
         use parquet::file::metadata::PageIndexPolicy;
+        use parquet::file::page_index::column_index::ColumnIndexMetaData;
         use parquet::file::statistics::Statistics;
 
         let probe = sparse_rows();
@@ -830,6 +833,16 @@ mod tests {
                 let s = rg.column(i).statistics().unwrap();
                 assert_eq!(s.null_count_opt(), Some(10_000), "column {i}");
                 assert!(s.min_bytes_opt().is_none(), "column {i}");
+            }
+            // The column index: a null page for the empty columns, the chunk's bounds for
+            // the others (and parquet's own for the dense one).
+            let index = &meta.column_index().expect("a column index")[1];
+            for (i, c) in index.iter().enumerate() {
+                assert!(
+                    !matches!(c, ColumnIndexMetaData::NONE),
+                    "column {i} has a column index"
+                );
+                assert_eq!(c.is_null_page(0), (4..8).contains(&i), "column {i}");
             }
         }
     }
