@@ -54,6 +54,18 @@ pub fn encode(
         )));
     }
     let n = column.rows.len();
+    let values = match &column.values {
+        None => 0,
+        Some(ValuesRef::Str { ends, .. }) => ends.len(),
+        Some(ValuesRef::Num(xs)) => xs.len(),
+        Some(ValuesRef::Time(xs)) => xs.len(),
+        Some(ValuesRef::Bool(xs)) => xs.len(),
+    };
+    if values != n {
+        return Err(EngineError::Internal(format!(
+            "a sparse column has {values} values for {n} rows"
+        )));
+    }
     // A page header counts its values in an `i32`, and readers read a run's length into 31
     // bits.
     let count = |what: &str, x: usize| {
@@ -95,14 +107,7 @@ pub fn encode(
 
     let nulls = (rows - n) as u64;
     let statistics = match (&column.values, descr.physical_type()) {
-        (None, t) => {
-            if n > 0 {
-                return Err(EngineError::Internal(
-                    "a sparse column has rows but no values".into(),
-                ));
-            }
-            empty_statistics(t, nulls)
-        }
+        (None, t) => empty_statistics(t, nulls),
         (Some(ValuesRef::Str { bytes, ends }), PhysicalType::BYTE_ARRAY) => {
             let mut start = 0usize;
             let (mut min, mut max): (Option<&[u8]>, Option<&[u8]>) = (None, None);
@@ -176,18 +181,6 @@ pub fn encode(
         }
     };
     let statistics = with_legacy_min_max(statistics, descr.sort_order().is_signed());
-    let values = match &column.values {
-        None => 0,
-        Some(ValuesRef::Str { ends, .. }) => ends.len(),
-        Some(ValuesRef::Num(xs)) => xs.len(),
-        Some(ValuesRef::Time(xs)) => xs.len(),
-        Some(ValuesRef::Bool(xs)) => xs.len(),
-    };
-    if values != n {
-        return Err(EngineError::Internal(format!(
-            "a sparse column has {values} values for {n} rows"
-        )));
-    }
 
     let uncompressed = body.len();
     let data = compress(body, codec)?;
