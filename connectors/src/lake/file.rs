@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnDescPtr, ColumnPath};
+use parquet::schema::types::{ColumnDescPtr, ColumnPath, SchemaDescriptor, Type};
 
 use sluice_engine::{EngineError, Result};
 
@@ -29,9 +29,10 @@ enum Encoder {
 /// A Parquet file, driven a row group and a column at a time.
 struct ParquetFile {
     writer: SerializedFileWriter<UploadWriter>,
-    /// Parquet's column writers (dictionaries, page statistics, the page index) for the
-    /// columns with values enough to fill them.
-    dense: ArrowRowGroupWriterFactory,
+    /// The file's writer properties: what parquet's column writers (dictionaries, page
+    /// statistics, the page index) are made with, for the columns with values enough to fill
+    /// them.
+    props: WriterPropertiesPtr,
     /// Each column's descriptor (the schema is flat: a field is a leaf).
     leaves: Vec<ColumnDescPtr>,
     codec: PqCompression,
@@ -99,9 +100,10 @@ impl OpenFile {
                 let props = props.build();
                 // `ArrowWriter` makes the Parquet schema and the footer's copy of the Arrow
                 // schema; its row groups are then written by hand.
-                let (writer, dense) = ArrowWriter::try_new(sink, schema, Some(props))
+                let (writer, _) = ArrowWriter::try_new(sink, schema, Some(props))
                     .and_then(ArrowWriter::into_serialized_writer)
                     .map_err(|e| internal("starting a Parquet file", e))?;
+                let props = writer.properties().clone();
                 let leaves = writer.schema_descr().columns().to_vec();
                 if leaves.len() != columns {
                     return Err(EngineError::Internal(format!(
@@ -111,7 +113,7 @@ impl OpenFile {
                 }
                 Encoder::Parquet(ParquetFile {
                     writer,
-                    dense,
+                    props,
                     leaves,
                     codec,
                     row_groups: 0,
@@ -200,20 +202,25 @@ impl OpenFile {
 /// One row group, encoded a column at a time: each column's nulls exist only while it is
 /// encoded (a wide table's padding is never all in memory at once). A sparse column (few
 /// values among many rows, or none) is encoded by `lake/sparse.rs` in time proportional to its
-/// values; the others by parquet's column writers.
+/// values; the others by parquet's column writers, made for those columns only: a writer costs
+/// its page buffers, statistics and codec, and parquet's row group factory makes one for
+/// every column of the schema, which in a wide table is a cost per row group and column.
 fn write_row_group(f: &mut ParquetFile, mut rows: Rows) -> std::result::Result<(), String> {
     let e = |e: parquet::errors::ParquetError| e.to_string();
-    let writers = f.dense.create_column_writers(f.row_groups).map_err(e)?;
     let schema = rows.schema.clone();
-    if writers.len() != schema.fields().len() || f.leaves.len() != writers.len() {
+    if f.leaves.len() != schema.fields().len() {
         return Err(format!(
-            "{} column writers for {} columns",
-            writers.len(),
+            "{} Parquet columns for {} fields",
+            f.leaves.len(),
             schema.fields().len()
         ));
     }
+    let dense: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| rows.sparse(i).is_none())
+        .collect();
+    let mut writers = dense_writers(f, &schema, &dense).map_err(e)?.into_iter();
     let mut group = f.writer.next_row_group().map_err(e)?;
-    for (i, (mut writer, field)) in writers.into_iter().zip(schema.fields()).enumerate() {
+    for (i, field) in schema.fields().iter().enumerate() {
         if let Some(sparse) = rows.sparse(i) {
             let (bytes, close) =
                 super::sparse::encode(&sparse, rows.rows, f.leaves[i].clone(), f.codec)
@@ -221,6 +228,9 @@ fn write_row_group(f: &mut ParquetFile, mut rows: Rows) -> std::result::Result<(
             group.append_column(&bytes, close).map_err(e)?;
             continue;
         }
+        let mut writer = writers
+            .next()
+            .ok_or_else(|| format!("no column writer for column {i}"))?;
         let array = rows.take_array(i).map_err(|e| e.to_string())?;
         for leaf in compute_leaves(field, &array).map_err(e)? {
             writer.write(&leaf).map_err(e)?;
@@ -234,6 +244,31 @@ fn write_row_group(f: &mut ParquetFile, mut rows: Rows) -> std::result::Result<(
     group.close().map_err(e)?;
     f.row_groups += 1;
     f.writer.flush().map_err(|e| e.to_string())
+}
+
+/// Parquet's column writers for the columns numbered in `dense`, in that order, with the
+/// file's properties. They are made from a schema of those columns alone; each leaf's
+/// descriptor (type, levels, path) is the file's own, which the row group checks as it
+/// takes each chunk.
+fn dense_writers(
+    f: &ParquetFile,
+    schema: &Schema,
+    dense: &[usize],
+) -> parquet::errors::Result<Vec<parquet::arrow::arrow_writer::ArrowColumnWriter>> {
+    let fields: Vec<_> = dense.iter().map(|&i| schema.fields()[i].clone()).collect();
+    let leaves = dense.iter().map(|&i| f.leaves[i].self_type_ptr()).collect();
+    let root = Type::group_type_builder("arrow_schema")
+        .with_fields(leaves)
+        .build()?;
+    let descr = SchemaDescriptor::new(Arc::new(root));
+    // Deprecated for `ArrowRowGroupWriterFactory`, which makes writers for a file's every
+    // column and no subset of them.
+    #[allow(deprecated)]
+    parquet::arrow::arrow_writer::get_column_writers(
+        &descr,
+        &f.props,
+        &Arc::new(Schema::new(fields)),
+    )
 }
 
 /// Rows as NDJSON (nulls left out, `time` in integer epoch seconds: SPEC §4.2, §12 D2).
