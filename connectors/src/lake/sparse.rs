@@ -11,8 +11,9 @@
 //! keep the file's page index (a chunk without an offset index makes parquet-rs drop the
 //! whole file's).
 //!
-//! Still paid per sparse column and row group: parquet's writer for it is made and dropped
-//! (`ArrowRowGroupWriterFactory` makes one for every column), and its footer entry.
+//! Still paid per sparse column and row group: this page's header, statistics and page index,
+//! and the chunk's entry in the footer (Parquet has every column in every row group). No
+//! parquet column writer is made for it (`lake/file.rs` makes them for dense columns only).
 
 use bytes::Bytes;
 use parquet::basic::{BoundaryOrder, Compression, Encoding, Type as PhysicalType};

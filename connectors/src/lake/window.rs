@@ -341,9 +341,9 @@ pub const SPARSE_RATIO: usize = 64;
 
 impl Rows {
     /// The columns a dictionary would not pay for, judged on these rows: values that look
-    /// unique (ids, times, URLs), columns with few values or none, and sparse columns (written
-    /// without parquet's writer, which would still make each row group's writer of such a
-    /// column start a dictionary's hash table).
+    /// unique (ids, times, URLs), columns with few values or none, and sparse columns (their
+    /// chunks are plain; a column sparse in a file's first row group is likely sparse in the
+    /// next, and a dictionary's hash table would be started for it in any that is not).
     pub fn plain_columns(&self) -> Vec<usize> {
         (0..self.schema.fields().len())
             .filter(|&i| {
