@@ -121,6 +121,14 @@ pub type ProposeTable<'a> = &'a dyn Fn(&dyn Fn(&str) -> bool) -> String;
 /// type class (if any) and a test for names already taken.
 pub type ProposeColumn<'a> = &'a dyn Fn(Option<&str>, &dyn Fn(&str) -> bool) -> String;
 
+/// One column asked of [`SchemaRegistry::columns`].
+#[derive(Clone, Copy)]
+pub struct ColumnRequest<'a> {
+    pub raw: &'a str,
+    pub class: TypeClass,
+    pub propose: ProposeColumn<'a>,
+}
+
 /// Durable assignment of tables and columns, shared by every worker of a dataset.
 ///
 /// Implementations must make each assignment atomically and durably, so that the first
@@ -147,6 +155,22 @@ pub trait SchemaRegistry: Send + Sync {
         max_columns: u32,
         propose: ProposeColumn<'_>,
     ) -> Result<ColumnAssignment>;
+
+    /// The columns for `wanted` in `table`, in order: the same as asking [`Self::column`]
+    /// for each in turn (collisions are numbered and the column limit reached in that order),
+    /// but a durable registry makes them all in one transaction. A batch of events with
+    /// thousands of new properties then costs one commit, not one per property.
+    fn columns(
+        &self,
+        table: i64,
+        wanted: &[ColumnRequest<'_>],
+        max_columns: u32,
+    ) -> Result<Vec<ColumnAssignment>> {
+        wanted
+            .iter()
+            .map(|w| self.column(table, w.raw, w.class, max_columns, w.propose))
+            .collect()
+    }
 
     /// The table's current definition.
     fn table_def(&self, table: i64) -> Result<TableDef>;

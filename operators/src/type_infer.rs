@@ -2,8 +2,9 @@
 //! (SPEC §4, §6, §12 D6, D7, D14).
 //!
 //! Resolution runs in input order on one thread (the first committed type owns the base name),
-//! and costs a registry call only the first time a (table, name, class) is seen: afterwards a
-//! pointer-keyed cache answers.
+//! and costs the registry only the first time a (table, name, class) is seen: afterwards a
+//! pointer-keyed cache answers. A batch's new columns are registered together, in order of
+//! first arrival, in one registry call per table (one transaction in a durable catalog).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use sluice_engine::batch::{Batch, NameRef, TableRef, TypeClass};
-use sluice_engine::component::{ColumnAssignment, Operator, SchemaRegistry};
+use sluice_engine::batch::{Batch, NameRef, TableRef, TypeClass, NO_COLUMN};
+use sluice_engine::component::{ColumnAssignment, ColumnRequest, Operator, SchemaRegistry};
 use sluice_engine::registry::{BuildContext, Capability, Component, Issue};
 use sluice_engine::{EngineError, Result};
 
@@ -208,58 +209,142 @@ impl TypeInfer {
         }
     }
 
-    fn column_for(&mut self, table: i64, name: &NameRef, class: TypeClass) -> Result<(u32, bool)> {
+    /// The column of (`table`, `name`, `class`) when a cache knows it.
+    fn cached_column(
+        &mut self,
+        table: i64,
+        name: &NameRef,
+        class: TypeClass,
+    ) -> Option<(u32, bool)> {
         let key = (table, name.id(), class);
-        if let Some((col, of)) = self.columns.get(&key) {
-            return Ok((*col, *of));
+        if let Some(v) = self.columns.get(&key) {
+            return Some(*v);
         }
-        let raw_key = (table, name.raw().to_string(), class);
-        let found = match self.columns_by_raw.get(&raw_key) {
-            Some(v) => *v,
-            None => {
-                let clean = name
-                    .clean()
-                    .ok_or_else(|| EngineError::Internal("type-infer before clean-name".into()))?;
-                let propose = |first: Option<&str>, taken: &dyn Fn(&str) -> bool| {
-                    let base = match first {
-                        Some(f) => conflict_candidate(f, class),
-                        None => clean.to_string(),
-                    };
-                    first_free(&base, &|n| taken(n) || RESERVED_COLUMNS.contains(&n))
-                };
-                let v = match self.registry.column(
-                    table,
-                    name.raw(),
+        // The same raw name under another identity (another decoder's interner).
+        let v = *self
+            .columns_by_raw
+            .get(&(table, name.raw().to_string(), class))?;
+        self.columns.insert(key, v);
+        Some(v)
+    }
+
+    /// Asks the registry for `missing` (table, name, class), in order of first arrival, one
+    /// call (one transaction) per table; caches the answers.
+    fn register(&mut self, missing: &[(i64, NameRef, TypeClass)]) -> Result<()> {
+        let mut tables: Vec<i64> = Vec::new();
+        for (t, _, _) in missing {
+            if !tables.contains(t) {
+                tables.push(*t);
+            }
+        }
+        for table in tables {
+            let wanted = missing
+                .iter()
+                .filter(|(t, _, _)| *t == table)
+                .map(|(_, name, class)| {
+                    let clean = name.clean().ok_or_else(|| {
+                        EngineError::Internal("type-infer before clean-name".into())
+                    })?;
+                    Ok((name, clean, *class))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let proposers: Vec<_> = wanted
+                .iter()
+                .map(|&(_, clean, class)| {
+                    move |first: Option<&str>, taken: &dyn Fn(&str) -> bool| {
+                        let base = match first {
+                            Some(f) => conflict_candidate(f, class),
+                            None => clean.to_string(),
+                        };
+                        first_free(&base, &|n| taken(n) || RESERVED_COLUMNS.contains(&n))
+                    }
+                })
+                .collect();
+            let requests: Vec<ColumnRequest<'_>> = wanted
+                .iter()
+                .zip(&proposers)
+                .map(|(&(name, _, class), propose)| ColumnRequest {
+                    raw: name.raw(),
                     class,
-                    self.max_columns,
-                    &propose,
-                )? {
+                    propose,
+                })
+                .collect();
+            let got = self.registry.columns(table, &requests, self.max_columns)?;
+            if got.len() != wanted.len() {
+                return Err(EngineError::Internal(format!(
+                    "the registry answered {} columns for {} asked",
+                    got.len(),
+                    wanted.len()
+                )));
+            }
+            for ((name, _, class), a) in wanted.iter().zip(got) {
+                let v = match a {
                     ColumnAssignment::Column(c) => (c.ordinal, false),
                     ColumnAssignment::Overflow(c) => (c.ordinal, true),
                 };
-                self.columns_by_raw.insert(raw_key, v);
-                v
+                self.columns_by_raw
+                    .insert((table, name.raw().to_string(), *class), v);
+                self.columns.insert((table, name.id(), *class), v);
             }
-        };
-        self.columns.insert(key, found);
-        Ok(found)
+        }
+        Ok(())
     }
 }
 
 impl Operator for TypeInfer {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
         let mut events = std::mem::take(&mut batch.events);
-        for e in &mut events {
+        // Known columns are assigned at once; the batch's new ones are gathered, in order of
+        // first arrival, and registered together, then assigned in a second pass over the
+        // events that had one.
+        let mut missing: Vec<(i64, NameRef, TypeClass)> = Vec::new();
+        let mut asked: Map<ColumnKey, ()> = Map::default();
+        let mut first_incomplete = None;
+        for (i, e) in events.iter_mut().enumerate() {
             let table = self.table_for(&e.name)?;
             for p in &mut e.props {
                 let Some(class) = p.value.class() else {
                     continue;
                 };
-                let (col, overflow) = self.column_for(table.id, &p.name, class)?;
-                p.column = col;
-                p.overflow = overflow;
+                match self.cached_column(table.id, &p.name, class) {
+                    Some((col, overflow)) => {
+                        p.column = col;
+                        p.overflow = overflow;
+                    }
+                    None => {
+                        first_incomplete.get_or_insert(i);
+                        if asked.insert((table.id, p.name.id(), class), ()).is_none() {
+                            missing.push((table.id, p.name, class));
+                        }
+                    }
+                }
             }
             e.table = Some(table);
+        }
+        if let Some(from) = first_incomplete {
+            self.register(&missing)?;
+            for e in &mut events[from..] {
+                let Some(table) = e.table.as_ref().map(|t| t.id) else {
+                    continue;
+                };
+                for p in &mut e.props {
+                    let Some(class) = p.value.class() else {
+                        continue;
+                    };
+                    if p.column != NO_COLUMN {
+                        continue;
+                    }
+                    let (col, overflow) =
+                        self.cached_column(table, &p.name, class).ok_or_else(|| {
+                            EngineError::Internal(format!(
+                                "no column registered for {}",
+                                p.name.raw()
+                            ))
+                        })?;
+                    p.column = col;
+                    p.overflow = overflow;
+                }
+            }
         }
         batch.events = events;
         Ok(())

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use sluice_engine::commit::CommitStage;
 use sluice_engine::component::{
-    ColumnAssignment, ColumnDef, ProposeColumn, ProposeTable, TableDef,
+    ColumnAssignment, ColumnDef, ColumnRequest, ProposeColumn, ProposeTable, TableDef,
 };
 use sluice_engine::ownership::Claim;
 use sluice_engine::{EngineError, Result, TypeClass};
@@ -179,6 +179,104 @@ impl LocalCatalog {
             .map_err(db_err("setting synchronous"))?;
         f(&mut c)
     }
+}
+
+/// The column for `w` in `table`, made in `tx` if it is new (then `true`); the caller
+/// commits. The same decisions in the same order as one transaction per column would make.
+fn column_in(
+    tx: &rusqlite::Transaction<'_>,
+    table: i64,
+    w: &ColumnRequest<'_>,
+    max_columns: u32,
+) -> Result<(ColumnAssignment, bool)> {
+    let (raw, class) = (w.raw, w.class);
+    // Statements are prepared once per connection (`prepare_cached`): a batch may make
+    // thousands of columns, and parsing the SQL again for each was a cost of its own.
+    let read = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
+        let mut q = tx.prepare_cached(sql).map_err(db_err("reading a column"))?;
+        q.query_row(p, |r| {
+            let class: String = r.get(2)?;
+            Ok(ColumnDef {
+                ordinal: r.get(0)?,
+                name: r.get(1)?,
+                class: TypeClass::parse(&class).unwrap_or(TypeClass::String),
+                source: r.get(3)?,
+            })
+        })
+        .optional()
+        .map_err(db_err("reading a column"))
+    };
+    if let Some(def) = read(
+        "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 AND source = ?2 AND class = ?3",
+        &[&table, &raw, &class.as_str()],
+    )? {
+        return Ok((ColumnAssignment::Column(def), false));
+    }
+    // Ordinals are dense from 0: the next is one past the largest, which the primary key
+    // finds without counting every column (a table of thousands of columns would make each
+    // new column cost as much as all those before it).
+    let count: i64 = tx
+        .prepare_cached("SELECT coalesce(max(ordinal) + 1, 0) FROM columns WHERE table_id = ?1")
+        .and_then(|mut q| q.query_row(params![table], |r| r.get(0)))
+        .map_err(db_err("counting columns"))?;
+    let ts = now();
+    if count >= max_columns as i64 {
+        if let Some(d) = read(
+            "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 AND overflow = 1",
+            &[&table],
+        )? {
+            return Ok((ColumnAssignment::Overflow(d), false));
+        }
+        tx.execute(
+            "INSERT INTO columns(table_id, ordinal, name, class, source, overflow, created_at) VALUES (?1, ?2, 'mp_properties', 'string', NULL, 1, ?3)",
+            params![table, count, ts],
+        )
+        .map_err(db_err("creating mp_properties"))?;
+        let def = ColumnDef {
+            ordinal: count as u32,
+            name: "mp_properties".into(),
+            class: TypeClass::String,
+            source: None,
+        };
+        return Ok((ColumnAssignment::Overflow(def), true));
+    }
+    // The property's first column, among its (at most one per class) columns, found by
+    // `columns_by_source`: ordering in SQL lets SQLite walk the whole table in ordinal order
+    // instead.
+    let first: Option<String> = {
+        let mut q = tx
+            .prepare_cached("SELECT ordinal, name FROM columns WHERE table_id = ?1 AND source = ?2")
+            .map_err(db_err("reading a column"))?;
+        let found = q
+            .query_map(params![table, raw], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db_err("reading a column"))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_err("reading a column"))?;
+        found.into_iter().min_by_key(|(o, _)| *o).map(|(_, n)| n)
+    };
+    let taken = |n: &str| {
+        tx.prepare_cached("SELECT 1 FROM columns WHERE table_id = ?1 AND name = ?2")
+            .and_then(|mut q| q.query_row(params![table, n], |_| Ok(())).optional())
+            .map(|o| o.is_some())
+            .unwrap_or(true)
+    };
+    let name = (w.propose)(first.as_deref(), &taken);
+    tx.prepare_cached(
+        "INSERT INTO columns(table_id, ordinal, name, class, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut q| q.execute(params![table, count, name, class.as_str(), raw, ts]))
+    .map_err(db_err("creating a column"))?;
+    Ok((
+        ColumnAssignment::Column(ColumnDef {
+            ordinal: count as u32,
+            name,
+            class,
+            source: Some(raw.to_string()),
+        }),
+        true,
+    ))
 }
 
 fn unfinished_in(c: &Connection, sink: &str) -> Result<Vec<Manifest>> {
@@ -395,111 +493,42 @@ impl Catalog for LocalCatalog {
         max_columns: u32,
         propose: ProposeColumn<'_>,
     ) -> Result<ColumnAssignment> {
+        let wanted = [ColumnRequest {
+            raw,
+            class,
+            propose,
+        }];
+        let mut got = self.columns(table, &wanted, max_columns)?;
+        got.pop()
+            .ok_or_else(|| EngineError::Internal("no column assigned".into()))
+    }
+
+    fn columns(
+        &self,
+        table: i64,
+        wanted: &[ColumnRequest<'_>],
+        max_columns: u32,
+    ) -> Result<Vec<ColumnAssignment>> {
         self.with_registry(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err("starting a transaction"))?;
-            let read = |tx: &rusqlite::Transaction<'_>, sql: &str, p: &[&dyn rusqlite::ToSql]| {
-                tx.query_row(sql, p, |r| {
-                    let class: String = r.get(2)?;
-                    Ok(ColumnDef {
-                        ordinal: r.get(0)?,
-                        name: r.get(1)?,
-                        class: TypeClass::parse(&class).unwrap_or(TypeClass::String),
-                        source: r.get(3)?,
-                    })
-                })
-                .optional()
-                .map_err(db_err("reading a column"))
-            };
-            if let Some(def) = read(
-                &tx,
-                "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 AND source = ?2 AND class = ?3",
-                &[&table, &raw, &class.as_str()],
-            )? {
-                return Ok(ColumnAssignment::Column(def));
+            let mut out = Vec::with_capacity(wanted.len());
+            let mut created = false;
+            for w in wanted {
+                let (assignment, new) = column_in(&tx, table, w, max_columns)?;
+                created |= new;
+                out.push(assignment);
             }
-            // Ordinals are dense from 0: the next is one past the largest, which the primary
-            // key finds without counting every column (a table of thousands of columns would
-            // make each new column cost as much as all those before it).
-            let count: i64 = tx
-                .query_row(
-                    "SELECT coalesce(max(ordinal) + 1, 0) FROM columns WHERE table_id = ?1",
+            if created {
+                tx.execute(
+                    "UPDATE tables SET version = version + 1 WHERE id = ?1",
                     params![table],
-                    |r| r.get(0),
                 )
-                .map_err(db_err("counting columns"))?;
-            let ts = now();
-            if count >= max_columns as i64 {
-                let overflow = read(
-                    &tx,
-                    "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 AND overflow = 1",
-                    &[&table],
-                )?;
-                let def = match overflow {
-                    Some(d) => d,
-                    None => {
-                        tx.execute(
-                            "INSERT INTO columns(table_id, ordinal, name, class, source, overflow, created_at) VALUES (?1, ?2, 'mp_properties', 'string', NULL, 1, ?3)",
-                            params![table, count, ts],
-                        )
-                        .map_err(db_err("creating mp_properties"))?;
-                        tx.execute("UPDATE tables SET version = version + 1 WHERE id = ?1", params![table])
-                            .map_err(db_err("bumping the table version"))?;
-                        ColumnDef {
-                            ordinal: count as u32,
-                            name: "mp_properties".into(),
-                            class: TypeClass::String,
-                            source: None,
-                        }
-                    }
-                };
-                tx.commit().map_err(db_err("committing a column"))?;
-                return Ok(ColumnAssignment::Overflow(def));
-            }
-            // The property's first column, among its (at most one per class) columns, found by
-            // `columns_by_source`: ordering in SQL lets SQLite walk the whole table in ordinal
-            // order instead.
-            let first: Option<String> = {
-                let mut q = tx
-                    .prepare_cached(
-                        "SELECT ordinal, name FROM columns WHERE table_id = ?1 AND source = ?2",
-                    )
-                    .map_err(db_err("reading a column"))?;
-                let found = q
-                    .query_map(params![table, raw], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                    })
-                    .map_err(db_err("reading a column"))?
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(db_err("reading a column"))?;
-                found.into_iter().min_by_key(|(o, _)| *o).map(|(_, n)| n)
-            };
-            let taken = |n: &str| {
-                tx.query_row(
-                    "SELECT 1 FROM columns WHERE table_id = ?1 AND name = ?2",
-                    params![table, n],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map(|o| o.is_some())
-                .unwrap_or(true)
-            };
-            let name = propose(first.as_deref(), &taken);
-            tx.execute(
-                "INSERT INTO columns(table_id, ordinal, name, class, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![table, count, name, class.as_str(), raw, ts],
-            )
-            .map_err(db_err("creating a column"))?;
-            tx.execute("UPDATE tables SET version = version + 1 WHERE id = ?1", params![table])
                 .map_err(db_err("bumping the table version"))?;
-            tx.commit().map_err(db_err("committing a column"))?;
-            Ok(ColumnAssignment::Column(ColumnDef {
-                ordinal: count as u32,
-                name,
-                class,
-                source: Some(raw.to_string()),
-            }))
+                tx.commit().map_err(db_err("committing columns"))?;
+            }
+            Ok(out)
         })
     }
 
@@ -827,6 +856,105 @@ mod tests {
                 assert!(matches!(got, Ok(Ok(0))), "round {round}: {got:?}");
             }
         }
+    }
+
+    /// A table `t` with two system columns, in a new catalog.
+    fn catalog_with_table(dir: &Path) -> (LocalCatalog, i64) {
+        let cat = LocalCatalog::open(&dir.join("c.sqlite")).unwrap();
+        cat.ensure_database("db").unwrap();
+        let storage = |n: &str| TableStorage {
+            location: format!("file:///lake/{n}/"),
+            format: "parquet".into(),
+        };
+        let def = cat
+            .table(
+                "db",
+                &storage,
+                None,
+                Some("t"),
+                &[
+                    ("time", TypeClass::Timestamp),
+                    ("distinct_id", TypeClass::String),
+                ],
+                &|_| "t".into(),
+            )
+            .unwrap();
+        (cat, def.id)
+    }
+
+    #[test]
+    fn columns_in_one_transaction_decide_as_one_call_per_column_would() {
+        // Collisions (two raw names cleaning to one base, a type conflict) and the column
+        // limit, asked of one catalog in one call and of another one column at a time.
+        let propose = |first: Option<&str>, taken: &dyn Fn(&str) -> bool| {
+            let base = first.map_or("ab".to_string(), |f| format!("{f}_number"));
+            (0..)
+                .map(|i| {
+                    if i == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}_{i}")
+                    }
+                })
+                .find(|n| !taken(n))
+                .unwrap()
+        };
+        let wanted = [
+            ("AB", TypeClass::String),
+            ("ab", TypeClass::String),
+            ("AB", TypeClass::Number),
+            ("AB", TypeClass::String),
+            ("a.b", TypeClass::String),
+            ("late", TypeClass::Boolean),
+            ("later", TypeClass::String),
+        ];
+        let requests: Vec<ColumnRequest<'_>> = wanted
+            .iter()
+            .map(|&(raw, class)| ColumnRequest {
+                raw,
+                class,
+                propose: &propose,
+            })
+            .collect();
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (batched, t1) = catalog_with_table(one.path());
+        let (single, t2) = catalog_with_table(two.path());
+        // Room for four properties besides the two system columns: the fifth and sixth new
+        // ones overflow into `mp_properties`.
+        let max = 6;
+        let got = batched.columns(t1, &requests, max).unwrap();
+        let expected: Vec<_> = wanted
+            .iter()
+            .map(|&(raw, class)| single.column(t2, raw, class, max, &propose).unwrap())
+            .collect();
+        assert_eq!(got, expected);
+        let names: Vec<(String, bool)> = got
+            .iter()
+            .map(|a| match a {
+                ColumnAssignment::Column(c) => (c.name.clone(), false),
+                ColumnAssignment::Overflow(c) => (c.name.clone(), true),
+            })
+            .collect();
+        let s = |n: &str, o: bool| (n.to_string(), o);
+        assert_eq!(
+            names,
+            [
+                s("ab", false),
+                s("ab_1", false),
+                s("ab_number", false),
+                s("ab", false),
+                s("ab_2", false),
+                s("mp_properties", true),
+                s("mp_properties", true),
+            ]
+        );
+        assert_eq!(
+            batched.table_def(t1).unwrap(),
+            single.table_def(t2).unwrap()
+        );
+        // Asked again, in one call: nothing new, the same answers.
+        assert_eq!(batched.columns(t1, &requests, max).unwrap(), expected);
+        assert_eq!(batched.table_def(t1).unwrap().columns.len(), 7);
     }
 
     #[test]

@@ -11,7 +11,9 @@ pub use registry::DatasetRegistry;
 use std::collections::HashMap;
 
 use sluice_engine::commit::CommitStage;
-use sluice_engine::component::{ColumnAssignment, ProposeColumn, ProposeTable, TableDef};
+use sluice_engine::component::{
+    ColumnAssignment, ColumnRequest, ProposeColumn, ProposeTable, TableDef,
+};
 use sluice_engine::ownership::Claim;
 use sluice_engine::{Result, TypeClass};
 
@@ -112,6 +114,18 @@ pub trait Catalog: Send + Sync {
         max_columns: u32,
         propose: ProposeColumn<'_>,
     ) -> Result<ColumnAssignment>;
+    /// Same contract as [`sluice_engine::component::SchemaRegistry::columns`].
+    fn columns(
+        &self,
+        table: i64,
+        wanted: &[ColumnRequest<'_>],
+        max_columns: u32,
+    ) -> Result<Vec<ColumnAssignment>> {
+        wanted
+            .iter()
+            .map(|w| self.column(table, w.raw, w.class, max_columns, w.propose))
+            .collect()
+    }
     fn table_def(&self, table: i64) -> Result<TableDef>;
 
     /// A stable small number for a source partition (used in object keys).

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use sluice_engine::component::{
-    ColumnAssignment, ProposeColumn, ProposeTable, SchemaRegistry, TableDef,
+    ColumnAssignment, ColumnRequest, ProposeColumn, ProposeTable, SchemaRegistry, TableDef,
 };
 use sluice_engine::{Result, TypeClass};
 
@@ -50,6 +50,15 @@ impl SchemaRegistry for DatasetRegistry {
         propose: ProposeColumn<'_>,
     ) -> Result<ColumnAssignment> {
         self.catalog.column(table, raw, class, max_columns, propose)
+    }
+
+    fn columns(
+        &self,
+        table: i64,
+        wanted: &[ColumnRequest<'_>],
+        max_columns: u32,
+    ) -> Result<Vec<ColumnAssignment>> {
+        self.catalog.columns(table, wanted, max_columns)
     }
 
     fn table_def(&self, table: i64) -> Result<TableDef> {
