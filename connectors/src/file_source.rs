@@ -229,9 +229,7 @@ impl Source for FileSource {
             }
             while !eof && raw.lines.len() < max_lines {
                 let start = raw.buf.len();
-                let n = cur
-                    .reader
-                    .read_until(b'\n', &mut raw.buf)
+                let n = read_line(&mut cur.reader, &mut raw.buf)
                     .context(|| format!("reading {}", cur.label))?;
                 if n == 0 {
                     eof = true;
@@ -271,6 +269,29 @@ impl Source for FileSource {
     }
 }
 
+/// Appends the next line to `buf`, with its `\n` if it has one; returns the bytes taken (0
+/// at the end). `BufRead::read_until`, but the line end is searched with SIMD (`memchr`).
+fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut taken = 0;
+    loop {
+        let available = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let (used, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (i + 1, true),
+            None => (available.len(), available.is_empty()),
+        };
+        buf.extend_from_slice(&available[..used]);
+        r.consume(used);
+        taken += used;
+        if done {
+            return Ok(taken);
+        }
+    }
+}
+
 fn open(input: Input) -> Result<Open> {
     let (reader, label): (Box<dyn Read + Send>, String) = match &input.path {
         None => (Box::new(std::io::stdin()), "stdin".to_string()),
@@ -299,4 +320,29 @@ fn open(input: Input) -> Result<Open> {
         next: 0,
         label,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_as_read_until_cuts_them_across_buffer_ends() {
+        let text: &[u8] =
+            b"{\"a\":1}\n\n{\"b\":\"a longer line than the buffer\"}\r\nx\n\nlast line, no end";
+        for capacity in [1, 2, 3, 7, 64, 1 << 10] {
+            let mut ours = BufReader::with_capacity(capacity, text);
+            let mut std_ = BufReader::with_capacity(capacity, text);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            loop {
+                let n = read_line(&mut ours, &mut a).unwrap();
+                let m = std_.read_until(b'\n', &mut b).unwrap();
+                assert_eq!((n, &a), (m, &b), "buffer of {capacity}");
+                if n == 0 {
+                    break;
+                }
+            }
+            assert_eq!(a, text);
+        }
+    }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
+use sonic_rs::{JsonContainerTrait, JsonNumberTrait, JsonType, JsonValueTrait, ValueRef};
 
 use sluice_engine::batch::{
     Batch, DeadLetter, Event, NameRef, Position, Prop, Text, Value, NO_COLUMN,
@@ -23,19 +23,57 @@ type Hasher = foldhash::fast::RandomState;
 
 /// A decoder's cache of interned names, without a lock: the same raw name always gives the
 /// same [`NameRef`], and a number dense within this decoder.
-#[derive(Default)]
+///
+/// Events of one kind list their properties in the same order, so each name remembers the
+/// name asked after it last time, and that one is tried first: one comparison instead of
+/// hashing the name and probing the table (a lookup per property was a tenth of a decoder's
+/// time).
 pub struct Interner {
     names: HashMap<&'static str, (u32, NameRef), Hasher>,
+    /// By number: the name, and the number of the name asked after it last time
+    /// ([`NO_NEXT`] before there was one).
+    by_id: Vec<(NameRef, u32)>,
+    /// The number of the name asked last; [`NO_NEXT`] before the first.
+    last: u32,
+}
+
+const NO_NEXT: u32 = u32::MAX;
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            names: HashMap::default(),
+            by_id: Vec::new(),
+            last: NO_NEXT,
+        }
+    }
 }
 
 impl Interner {
     pub fn get(&mut self, raw: &str) -> (u32, NameRef) {
-        if let Some(&(id, n)) = self.names.get(raw) {
-            return (id, n);
+        let last = self.last as usize;
+        if let Some(&(_, next)) = self.by_id.get(last) {
+            if let Some(&(n, _)) = self.by_id.get(next as usize) {
+                if n.raw_static() == raw {
+                    self.last = next;
+                    return (next, n);
+                }
+            }
         }
-        let id = self.names.len() as u32;
-        let n = NameRef::intern(raw);
-        self.names.insert(n.raw_static(), (id, n));
+        let (id, n) = match self.names.get(raw) {
+            Some(&found) => found,
+            None => {
+                let id = self.names.len() as u32;
+                let n = NameRef::intern(raw);
+                self.names.insert(n.raw_static(), (id, n));
+                self.by_id.push((n, NO_NEXT));
+                (id, n)
+            }
+        };
+        if let Some(prev) = self.by_id.get_mut(last) {
+            prev.1 = id;
+        }
+        self.last = id;
         (id, n)
     }
 }
@@ -117,15 +155,17 @@ impl MixpanelDecoder {
                 }
                 _ => {}
             }
-            let value = match v.get_type() {
-                JsonType::Null => Value::Null,
-                JsonType::Boolean => Value::Bool(v.as_bool().unwrap_or(false)),
-                JsonType::Number => match v.as_f64() {
+            // One look at the node (`as_ref`): asking its type and then its value unpacked it
+            // twice, which was a sixth of the decoder's own instructions.
+            let value = match v.as_ref() {
+                ValueRef::Null => Value::Null,
+                ValueRef::Bool(b) => Value::Bool(b),
+                ValueRef::Number(n) => match n.as_f64() {
                     Some(f) => Value::Number(f),
                     None => Value::String(sonic_rs::to_string(v).unwrap_or_default().into()),
                 },
-                JsonType::String => Value::String(v.as_str().unwrap_or_default().into()),
-                JsonType::Array | JsonType::Object => {
+                ValueRef::String(s) => Value::String(s.into()),
+                ValueRef::Array(_) | ValueRef::Object(_) => {
                     Value::Json(sonic_rs::to_string(v).unwrap_or_default().into())
                 }
             };
@@ -234,6 +274,34 @@ mod tests {
         };
         MixpanelDecoder::default().process(&mut b).unwrap();
         b
+    }
+
+    #[test]
+    fn the_interner_gives_each_name_one_number_whatever_order_names_come_in() {
+        // Orders that follow the remembered one, orders that break it, repeats and names
+        // met once: every name keeps the number of its first arrival, and its one NameRef.
+        let seqs: [&[&str]; 6] = [
+            &["a", "b", "c"],
+            &["a", "b", "c"],
+            &["a", "c", "b", "d"],
+            &["b", "b", "a", "e"],
+            &["a", "b", "c", "d", "e"],
+            &["e", "d", "c", "b", "a", "a"],
+        ];
+        let mut i = Interner::default();
+        let mut first: Vec<&str> = Vec::new();
+        for seq in seqs {
+            for &raw in seq {
+                if !first.contains(&raw) {
+                    first.push(raw);
+                }
+                let (id, n) = i.get(raw);
+                assert_eq!(n.raw(), raw);
+                assert_eq!(first[id as usize], raw, "the number of {raw}");
+                assert_eq!(n.id(), NameRef::intern(raw).id());
+            }
+        }
+        assert_eq!(first.len(), 5);
     }
 
     #[test]

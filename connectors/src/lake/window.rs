@@ -461,6 +461,12 @@ impl Window {
     }
 
     fn col(&mut self, ordinal: usize, def: &TableDef) -> Result<&mut Column> {
+        // Once per value: a column met before in this row group is all that is looked at.
+        if matches!(self.columns.get(ordinal), Some(Some(_))) {
+            return self.columns[ordinal]
+                .as_mut()
+                .ok_or_else(|| EngineError::Internal("a column vanished".into()));
+        }
         if self.columns.len() <= ordinal {
             self.columns.resize_with(ordinal + 1, || None);
         }
@@ -543,11 +549,14 @@ impl Window {
                 )
             }
         }));
+        let width = self.columns.len();
         let rows = Rows {
             schema: arrow_schema(def),
             rows: self.rows,
             columns: std::mem::take(&mut self.columns),
         };
+        // As wide as before from the start, rather than growing column by column again.
+        self.columns.resize_with(width, || None);
         self.rows = 0;
         self.bytes = 0;
         self.first = None;
