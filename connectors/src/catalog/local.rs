@@ -181,6 +181,17 @@ impl LocalCatalog {
     }
 }
 
+/// A column from a row of `SELECT ordinal, name, class, source FROM columns`.
+fn column_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ColumnDef> {
+    let class: String = r.get(2)?;
+    Ok(ColumnDef {
+        ordinal: r.get(0)?,
+        name: r.get(1)?,
+        class: TypeClass::parse(&class).unwrap_or(TypeClass::String),
+        source: r.get(3)?,
+    })
+}
+
 /// The column for `w` in `table`, made in `tx` if it is new (then `true`); the caller
 /// commits. The same decisions in the same order as one transaction per column would make.
 fn column_in(
@@ -194,17 +205,9 @@ fn column_in(
     // thousands of columns, and parsing the SQL again for each was a cost of its own.
     let read = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
         let mut q = tx.prepare_cached(sql).map_err(db_err("reading a column"))?;
-        q.query_row(p, |r| {
-            let class: String = r.get(2)?;
-            Ok(ColumnDef {
-                ordinal: r.get(0)?,
-                name: r.get(1)?,
-                class: TypeClass::parse(&class).unwrap_or(TypeClass::String),
-                source: r.get(3)?,
-            })
-        })
-        .optional()
-        .map_err(db_err("reading a column"))
+        q.query_row(p, column_row)
+            .optional()
+            .map_err(db_err("reading a column"))
     };
     if let Some(def) = read(
         "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 AND source = ?2 AND class = ?3",
@@ -331,15 +334,7 @@ fn load_def(c: &Connection, table: i64) -> Result<TableDef> {
         )
         .map_err(db_err("reading columns"))?;
     let columns = stmt
-        .query_map(params![table], |r| {
-            let class: String = r.get(2)?;
-            Ok(ColumnDef {
-                ordinal: r.get(0)?,
-                name: r.get(1)?,
-                class: TypeClass::parse(&class).unwrap_or(TypeClass::String),
-                source: r.get(3)?,
-            })
-        })
+        .query_map(params![table], column_row)
         .map_err(db_err("reading columns"))?
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(db_err("reading columns"))?;

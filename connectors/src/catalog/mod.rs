@@ -120,12 +120,7 @@ pub trait Catalog: Send + Sync {
         table: i64,
         wanted: &[ColumnRequest<'_>],
         max_columns: u32,
-    ) -> Result<Vec<ColumnAssignment>> {
-        wanted
-            .iter()
-            .map(|w| self.column(table, w.raw, w.class, max_columns, w.propose))
-            .collect()
-    }
+    ) -> Result<Vec<ColumnAssignment>>;
     fn table_def(&self, table: i64) -> Result<TableDef>;
 
     /// A stable small number for a source partition (used in object keys).
