@@ -7,7 +7,7 @@
 //! first arrival, in one registry call per table (one transaction in a durable catalog).
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use schemars::JsonSchema;
@@ -230,17 +230,13 @@ impl TypeInfer {
 
     /// Asks the registry for `missing` (table, name, class), in order of first arrival, one
     /// call (one transaction) per table; caches the answers.
-    fn register(&mut self, missing: &[(i64, NameRef, TypeClass)]) -> Result<()> {
-        let mut tables: Vec<i64> = Vec::new();
-        for (t, _, _) in missing {
-            if !tables.contains(t) {
-                tables.push(*t);
-            }
-        }
-        for table in tables {
-            let wanted = missing
+    fn register(&mut self, mut missing: Vec<(i64, NameRef, TypeClass)>) -> Result<()> {
+        // By table; a stable sort keeps the order of arrival within each.
+        missing.sort_by_key(|&(t, _, _)| t);
+        for same_table in missing.chunk_by(|a, b| a.0 == b.0) {
+            let table = same_table[0].0;
+            let wanted = same_table
                 .iter()
-                .filter(|(t, _, _)| *t == table)
                 .map(|(_, name, class)| {
                     let clean = name.clean().ok_or_else(|| {
                         EngineError::Internal("type-infer before clean-name".into())
@@ -298,7 +294,7 @@ impl Operator for TypeInfer {
         // first arrival, and registered together, then assigned in a second pass over the
         // events that had one.
         let mut missing: Vec<(i64, NameRef, TypeClass)> = Vec::new();
-        let mut asked: Map<ColumnKey, ()> = Map::default();
+        let mut asked: HashSet<ColumnKey, foldhash::fast::RandomState> = HashSet::default();
         let mut first_incomplete = None;
         for (i, e) in events.iter_mut().enumerate() {
             let table = self.table_for(&e.name)?;
@@ -306,23 +302,23 @@ impl Operator for TypeInfer {
                 let Some(class) = p.value.class() else {
                     continue;
                 };
-                match self.cached_column(table.id, &p.name, class) {
-                    Some((col, overflow)) => {
-                        p.column = col;
-                        p.overflow = overflow;
-                    }
-                    None => {
-                        first_incomplete.get_or_insert(i);
-                        if asked.insert((table.id, p.name.id(), class), ()).is_none() {
-                            missing.push((table.id, p.name, class));
-                        }
-                    }
+                let key = (table.id, p.name.id(), class);
+                if let Some(&(col, overflow)) = self.columns.get(&key) {
+                    p.column = col;
+                    p.overflow = overflow;
+                    continue;
+                }
+                // Assigned in the second pass; each key is looked at once here (the look by
+                // raw name makes a string).
+                first_incomplete.get_or_insert(i);
+                if asked.insert(key) && self.cached_column(table.id, &p.name, class).is_none() {
+                    missing.push((table.id, p.name, class));
                 }
             }
             e.table = Some(table);
         }
         if let Some(from) = first_incomplete {
-            self.register(&missing)?;
+            self.register(missing)?;
             for e in &mut events[from..] {
                 let Some(table) = e.table.as_ref().map(|t| t.id) else {
                     continue;
