@@ -320,6 +320,22 @@ fn unfinished_in(c: &Connection, sink: &str) -> Result<Vec<Manifest>> {
         .collect()
 }
 
+/// The columns of `table` from ordinal `from` on, in order.
+fn columns_of(c: &Connection, table: i64, from: u32) -> Result<Vec<ColumnDef>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT ordinal, name, class, source FROM columns
+             WHERE table_id = ?1 AND ordinal >= ?2 ORDER BY ordinal",
+        )
+        .map_err(db_err("reading columns"))?;
+    let columns = stmt
+        .query_map(params![table, from], column_row)
+        .map_err(db_err("reading columns"))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(db_err("reading columns"))?;
+    Ok(columns)
+}
+
 fn load_def(c: &Connection, table: i64) -> Result<TableDef> {
     let (name, source_event): (String, Option<String>) = c
         .query_row(
@@ -328,16 +344,7 @@ fn load_def(c: &Connection, table: i64) -> Result<TableDef> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(db_err("reading a table"))?;
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT ordinal, name, class, source FROM columns WHERE table_id = ?1 ORDER BY ordinal",
-        )
-        .map_err(db_err("reading columns"))?;
-    let columns = stmt
-        .query_map(params![table], column_row)
-        .map_err(db_err("reading columns"))?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(db_err("reading columns"))?;
+    let columns = columns_of(c, table, 0)?;
     Ok(TableDef {
         id: table,
         name,
@@ -529,6 +536,10 @@ impl Catalog for LocalCatalog {
 
     fn table_def(&self, table: i64) -> Result<TableDef> {
         self.with(|c| load_def(c, table))
+    }
+
+    fn columns_from(&self, table: i64, from: u32) -> Result<Vec<ColumnDef>> {
+        self.with(|c| columns_of(c, table, from))
     }
 
     fn partition_number(&self, source: &str, partition: &str) -> Result<i64> {
@@ -949,7 +960,17 @@ mod tests {
         );
         // Asked again, in one call: nothing new, the same answers.
         assert_eq!(batched.columns(t1, &requests, max).unwrap(), expected);
-        assert_eq!(batched.table_def(t1).unwrap().columns.len(), 7);
+        let def = batched.table_def(t1).unwrap();
+        assert_eq!(def.columns.len(), 7);
+        // A holder of the first `from` columns reads exactly the rest.
+        for from in 0..=8 {
+            let rest = def.columns.get(from..).unwrap_or_default();
+            assert_eq!(
+                batched.columns_from(t1, from as u32).unwrap(),
+                rest,
+                "from {from}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use sluice_engine::commit::CommitStage;
 use sluice_engine::component::{
-    ColumnAssignment, ColumnRequest, ProposeColumn, ProposeTable, TableDef,
+    ColumnAssignment, ColumnDef, ColumnRequest, ProposeColumn, ProposeTable, TableDef,
 };
 use sluice_engine::ownership::Claim;
 use sluice_engine::{Result, TypeClass};
@@ -122,6 +122,9 @@ pub trait Catalog: Send + Sync {
         max_columns: u32,
     ) -> Result<Vec<ColumnAssignment>>;
     fn table_def(&self, table: i64) -> Result<TableDef>;
+    /// The columns of `table` from ordinal `from` on, in order: what a holder of the first
+    /// `from` lacks (columns are only ever appended).
+    fn columns_from(&self, table: i64, from: u32) -> Result<Vec<ColumnDef>>;
 
     /// A stable small number for a source partition (used in object keys).
     fn partition_number(&self, source: &str, partition: &str) -> Result<i64>;
