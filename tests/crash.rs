@@ -29,21 +29,10 @@ fn sets(dir: &Path, input: &Path) -> Vec<String> {
 
 /// Data files under `dir`, with their row groups.
 fn row_groups(dir: &Path) -> Vec<(std::path::PathBuf, usize)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(row_groups(&path));
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            use parquet::file::reader::FileReader;
-            let r = parquet::file::reader::SerializedFileReader::new(
-                std::fs::File::open(&path).unwrap(),
-            )
-            .unwrap();
-            out.push((path, r.metadata().num_row_groups()));
-        }
-    }
-    out
+    parquet_footers(dir)
+        .into_iter()
+        .map(|(path, meta)| (path, meta.num_row_groups()))
+        .collect()
 }
 
 fn start(dir: &Path, input: &Path) -> Child {

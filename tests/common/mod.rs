@@ -117,6 +117,25 @@ pub fn read_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The footer of each Parquet file under `dir`, at any depth.
+pub fn parquet_footers(dir: &Path) -> Vec<(PathBuf, parquet::file::metadata::ParquetMetaData)> {
+    use parquet::file::reader::FileReader;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read a lake folder") {
+        let path = entry.expect("a folder entry").path();
+        if path.is_dir() {
+            out.extend(parquet_footers(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            let file = std::fs::File::open(&path).expect("open a data file");
+            let r = parquet::file::reader::SerializedFileReader::new(file)
+                .expect("a data file is Parquet");
+            let meta = r.metadata().clone();
+            out.push((path, meta));
+        }
+    }
+    out
+}
+
 /// All dead-letter records under a lake folder.
 pub fn dead_letters(lake: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();

@@ -225,7 +225,8 @@ pub struct RollConfig {
     pub max_buffer: String,
     /// A window's rows are encoded into its file, and sent on their way to the store, each
     /// time they reach this size (estimated before compression): a file is written while it
-    /// grows and never held whole.
+    /// grows and never held whole. A table wider than 2,048 columns gets row groups larger in
+    /// proportion (see `Roll::row_group_bytes_for`).
     #[serde(default = "default_row_group_size")]
     pub row_group_size: String,
 }
@@ -261,6 +262,38 @@ pub struct Roll {
     pub max_age: Duration,
     pub max_buffer_bytes: u64,
     pub row_group_bytes: u64,
+}
+
+/// The width up to which a row group ends at `roll.row_group_size`.
+pub const ROW_GROUP_COLUMNS: u64 = 2048;
+
+impl Roll {
+    /// Where a row group of a table of `columns` columns ends: `row_group_bytes` up to
+    /// [`ROW_GROUP_COLUMNS`] columns. Past that, larger in proportion to the width (at most half
+    /// the buffer: a commit empties the buffer anyway), then evened out so that a file of
+    /// `max_file_bytes` holds a whole number of them: a file ends at that size whatever its
+    /// row group holds, and a last group of a few values would pay every column's fixed cost
+    /// again. Never below `row_group_bytes`.
+    ///
+    /// Parquet has every column in every row group: each costs a chunk (a page of nulls, its
+    /// statistics and page index) and a footer entry, even when none of the group's rows has a
+    /// value in it. With row groups of a fixed size, a table's cost would grow with its events
+    /// times its columns; with a size that grows with the width, each column's fixed cost is
+    /// spread over at least as many bytes of values as at 2,048 columns, and the cost stays
+    /// linear in each. The memory a window holds grows with the width alone.
+    pub fn row_group_bytes_for(&self, columns: usize) -> u64 {
+        let columns = columns as u64;
+        if columns <= ROW_GROUP_COLUMNS {
+            return self.row_group_bytes;
+        }
+        let wide = (self.row_group_bytes as u128 * columns as u128 / ROW_GROUP_COLUMNS as u128)
+            .min(u64::MAX as u128) as u64;
+        let wide = wide.min(self.max_buffer_bytes / 2).max(1);
+        let per_file = (self.max_file_bytes / wide).max(1);
+        self.max_file_bytes
+            .div_ceil(per_file)
+            .max(self.row_group_bytes)
+    }
 }
 
 impl RollConfig {
@@ -662,5 +695,49 @@ impl Component for ParquetSinkConfig {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_groups_grow_with_the_width_past_2048_columns_a_whole_number_to_a_file() {
+        let mib = 1u64 << 20;
+        let roll = Roll {
+            max_file_bytes: 128 * mib,
+            max_age: Duration::from_secs(60),
+            max_buffer_bytes: 512 * mib,
+            row_group_bytes: 32 * mib,
+        };
+        assert_eq!(roll.row_group_bytes_for(0), 32 * mib);
+        assert_eq!(roll.row_group_bytes_for(2048), 32 * mib);
+        // 32 MiB and a little more would leave a last group of almost nothing: three to a file.
+        assert_eq!(roll.row_group_bytes_for(2049), (128 * mib).div_ceil(3));
+        // 48 MiB: two to a file.
+        assert_eq!(roll.row_group_bytes_for(3072), 64 * mib);
+        assert_eq!(roll.row_group_bytes_for(8192), 128 * mib);
+        assert_eq!(roll.row_group_bytes_for(8109), 128 * mib);
+        // Past the file: the file's size.
+        assert_eq!(roll.row_group_bytes_for(100_000), 128 * mib);
+        // Half the buffer bounds it before the file does.
+        let big_files = Roll {
+            max_file_bytes: 1024 * mib,
+            ..roll
+        };
+        assert_eq!(big_files.row_group_bytes_for(100_000), 256 * mib);
+        // Never below the configured size, even with a buffer smaller than twice that.
+        let small = Roll {
+            max_buffer_bytes: 40 * mib,
+            ..roll
+        };
+        assert_eq!(small.row_group_bytes_for(8192), 32 * mib);
+        // Not with files smaller than a row group either.
+        let small_files = Roll {
+            max_file_bytes: 16 * mib,
+            ..roll
+        };
+        assert_eq!(small_files.row_group_bytes_for(8192), 32 * mib);
     }
 }

@@ -824,7 +824,11 @@ impl Sink for LakeSink {
             self.held_bytes += (w.bytes - before) as u64;
             let held = w.bytes as u64;
             let in_file = w.file.as_ref().map_or(0, |f| f.value_bytes);
-            if held >= self.roll.row_group_bytes || in_file + held >= self.roll.max_file_bytes {
+            // The width's row group size is never below the configured one: worked out only
+            // once a window holds that much, not for every event.
+            let group_full = held >= self.roll.row_group_bytes
+                && held >= self.roll.row_group_bytes_for(def.columns.len());
+            if group_full || in_file + held >= self.roll.max_file_bytes {
                 // A row group: encoded, and on its way to the store.
                 self.flush_rows(key)?;
                 if in_file + held >= self.roll.max_file_bytes {
