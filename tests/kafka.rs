@@ -259,8 +259,46 @@ fn two_workers_in_one_group_split_the_partitions_and_match_one_worker() {
             .stderr(Stdio::piped());
         c.spawn().unwrap()
     };
+    // A worker reads the 100,000 events in a second or two: a second one started beside it
+    // may join once the first has read everything, and then has nothing to commit. So the
+    // first is held still (SIGSTOP) as soon as it owns the partitions, until the broker has
+    // the second's request to join; the group then waits for the first to rejoin and splits
+    // the partitions while nearly all the events are still to read. The hold stays well
+    // under the topology's 6 s session timeout, so no one is fenced.
+    let db = dir.path().join("catalog.sqlite");
     let a = verbose(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while owned_partitions(&db) < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the first worker got no partitions"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Not while it holds the embedded catalog's write lock: the second would wait for it.
+    loop {
+        stop(a.id());
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.busy_timeout(Duration::from_millis(300)).unwrap();
+        if c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").is_ok() {
+            break;
+        }
+        signal(a.id(), "CONT");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let c = verbose(dir.path());
+    let joined = wait_for_rebalance(&b, "pair", Duration::from_secs(4));
+    // Resumed, the first learns of the rebalance at its next heartbeat (every second in the
+    // topology), and hands its partitions over once it has committed what it read. Until
+    // then it keeps reading: the catalog's write lock, held here meanwhile, stops its commits,
+    // and its bounded channels then stop its reading.
+    let hold = rusqlite::Connection::open(&db).unwrap();
+    hold.busy_timeout(Duration::from_secs(5)).unwrap();
+    hold.execute_batch("BEGIN IMMEDIATE").unwrap();
+    signal(a.id(), "CONT");
+    std::thread::sleep(Duration::from_millis(2500));
+    hold.execute_batch("ROLLBACK").unwrap();
+    drop(hold);
     for (who, w) in [("first", a), ("second", c)] {
         let out = assert_ok(w.wait_with_output().unwrap());
         // Shown when the test fails: assignments, handovers, fencing, commits.
@@ -272,20 +310,55 @@ fn two_workers_in_one_group_split_the_partitions_and_match_one_worker() {
     check_exactly_once(dir.path(), inp);
     assert!(rows(dir.path()) == base.1, "two workers differ from one");
     assert_eq!(dead(dir.path()), base.2);
-    // The partitions were split: each worker ended owning some in the catalog (a claim at
-    // each assignment records its owner). Whether both also committed rows depends on timing:
-    // a worker that joins once the other has read its partitions to the end takes them over
-    // with nothing left to commit.
-    let conn = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
+    // The partitions were split: each worker committed some of the rows (a commit's manifest
+    // names its worker).
+    let conn = rusqlite::Connection::open(&db).unwrap();
     let workers: i64 = conn
-        .query_row("SELECT count(DISTINCT worker) FROM owners", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT count(DISTINCT worker) FROM manifests WHERE stage = 'done'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(
         workers, 2,
-        "one worker owns every partition: the partitions were not split"
+        "one worker made every commit: the partitions were not split \
+         (the broker saw the second join while the first was held: {joined})"
     );
+}
+
+/// Partitions with an owner in the catalog at `db` (0 before it exists).
+fn owned_partitions(db: &Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row("SELECT count(*) FROM owners", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+/// Waits up to `wait` for consumer group `group` to be rebalancing (a member asked to join);
+/// whether it was.
+fn wait_for_rebalance(brokers: &str, group: &str, wait: Duration) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::ClientConfig;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Ok(list) = c.fetch_group_list(Some(group), Duration::from_secs(1)) {
+            // The second member is listed once its request to join is in.
+            let rebalancing = list.groups().iter().any(|g| {
+                g.name() == group
+                    && matches!(g.state(), "PreparingRebalance" | "CompletingRebalance")
+                    && g.members().len() >= 2
+            });
+            if rebalancing {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 #[test]
