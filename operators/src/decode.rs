@@ -305,6 +305,41 @@ mod tests {
     }
 
     #[test]
+    fn nested_values_are_compact_json_each_on_its_own() {
+        // One decoder, a long value with escapes and then short ones: each comes out whole,
+        // compact and alone.
+        let long = "x\\\"y\\u00e9 ".repeat(200);
+        let first = format!(
+            r#"{{"event":"e","properties":{{"time":1,"a":{{ "k" : [1, "{long}", {{"z":null}}] }},"b":[]}}}}"#
+        );
+        let second = r#"{"event":"e","properties":{"time":2,"c":{"q":"\u00e9\n"},"d":[true]}}"#;
+        let b = decode_lines(&[&first, second]);
+        assert!(b.dead.is_empty(), "{:?}", b.dead);
+        let json = |e: &Event| -> Vec<(String, String)> {
+            e.props
+                .iter()
+                .map(|p| match &p.value {
+                    Value::Json(t) => (p.name.raw().to_string(), t.to_string()),
+                    v => panic!("{v:?} is not nested"),
+                })
+                .collect()
+        };
+        let long_out = "x\\\"y\u{e9} ".repeat(200);
+        let expected_a = format!(r#"{{"k":[1,"{long_out}",{{"z":null}}]}}"#);
+        assert_eq!(
+            json(&b.events[0]),
+            [("a".to_string(), expected_a), ("b".into(), "[]".into())]
+        );
+        assert_eq!(
+            json(&b.events[1]),
+            [
+                ("c".to_string(), "{\"q\":\"é\\n\"}".to_string()),
+                ("d".into(), "[true]".into())
+            ]
+        );
+    }
+
+    #[test]
     fn decodes_an_event() {
         let b = decode_lines(&[
             r#"{"event":"Signed up","properties":{"time":1602611311,"distinct_id":"u-42","$city":"Paris","n":1.5,"ok":true,"cart":[{"sku":"A1"}],"none":null}}"#,
