@@ -54,6 +54,9 @@ fi
 export SLUICE_AWS_ENDPOINT="http://127.0.0.1:${MOTO_PORT:-5055}"
 export SLUICE_REQUIRE_AWS=1
 
+# The third-party event files beside the project (../shared/data) are read, never skipped.
+export SLUICE_REQUIRE_SHARED=1
+
 step "format"
 cargo fmt --all -- --check
 

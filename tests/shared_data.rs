@@ -3,7 +3,7 @@
 //! what this file says, and nothing is lost: rows + dead letters = lines (or records) read.
 //!
 //! The files are not the project's: where `../shared/data` is absent the test says so and
-//! skips.
+//! skips, unless `SLUICE_REQUIRE_SHARED=1` (set by the test script), where it fails.
 
 mod common;
 use common::*;
@@ -258,6 +258,11 @@ fn read_lines_lossy(path: &Path) -> Vec<String> {
 #[test]
 fn every_shared_data_file_runs_through_with_the_expected_rows_and_columns() {
     let Some(data) = data_dir() else {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_SHARED").as_deref() != Ok("1"),
+            "../shared/data is absent and SLUICE_REQUIRE_SHARED=1: put the shared folder beside \
+             the project's root"
+        );
         eprintln!("../shared/data is absent: skipping the third-party data files");
         return;
     };
