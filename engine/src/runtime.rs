@@ -378,7 +378,24 @@ pub fn run(
         senders.insert(name, tx);
         plans.push(plan);
     }
+    // A one-thread task whose only consumer is a sink with no other input runs on the sink's
+    // thread, before each write: its events are written while the task's work on them is
+    // still in the core's cache, rather than crossing to another core and back (W1's
+    // type-infer and partition-by-date, once a thread of their own).
+    let mut sink_stages: HashMap<String, Stage> = HashMap::new();
     for name in sinks.keys() {
+        let single_input = topology.node(name).is_some_and(|n| n.inputs.len() == 1);
+        let fusible = plans.iter().position(|p| {
+            !p.parallel && p.input.is_some() && p.outputs.len() == 1 && &p.outputs[0] == name
+        });
+        if let (true, Some(i)) = (single_input, fusible) {
+            let plan = plans.remove(i);
+            if let Some(rx) = plan.input {
+                sink_inputs.insert(name.clone(), rx);
+                sink_stages.insert(name.clone(), plan.stage);
+                continue;
+            }
+        }
         let (tx, rx) = bounded::<Batch>(cap);
         senders.insert(name.clone(), tx);
         sink_inputs.insert(name.clone(), rx);
@@ -459,6 +476,7 @@ pub fn run(
         let Some(input) = sink_inputs.remove(&name) else {
             continue;
         };
+        let mut stage = sink_stages.remove(&name);
         let control = control.clone();
         handles.push(spawn(&format!("sink-{name}"), move || {
             let every = sink.poll_interval();
@@ -468,7 +486,13 @@ pub fn run(
                 let now = Instant::now();
                 let wait = next_poll.saturating_duration_since(now);
                 match input.recv_timeout(wait) {
-                    Ok(batch) => {
+                    Ok(mut batch) => {
+                        if let Some(stage) = stage.as_mut() {
+                            if let Err(e) = stage.process(&mut batch) {
+                                control.fail(e);
+                                return;
+                            }
+                        }
                         if let Err(e) = sink.write(batch) {
                             control.fail(e);
                             return;

@@ -199,6 +199,20 @@ fn bench(c: &mut Criterion, input: &[Batch], lines: u64) {
         )
     });
     g.finish();
+
+    // type-infer alone, warm, on batches decoded and cleaned beforehand.
+    let cleaned = run(&mut [&mut decode, &mut clean, &mut nested], input.to_vec());
+    let mut g = c.benchmark_group("type-infer");
+    g.throughput(Throughput::Elements(lines));
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    g.bench_function("warm", |b| {
+        b.iter_batched(
+            || cleaned.clone(),
+            |batches| black_box(run(&mut [&mut types], batches)),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
 }
 
 fn main() {

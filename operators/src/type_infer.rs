@@ -383,6 +383,59 @@ mod tests {
         t.columns.iter().map(|c| c.name.as_str()).collect()
     }
 
+    /// Events one batch at a time (so that later ones meet known columns), with properties in
+    /// orders that follow the remembered one, break it, skip some, repeat an event kind and
+    /// change a type: every property gets the column the registry holds for its raw name and
+    /// class, in both schema modes.
+    #[test]
+    fn known_columns_are_found_whatever_order_properties_come_in() {
+        let lines = [
+            r#"{"event":"A","properties":{"time":1,"a":1,"b":"x","c":true}}"#,
+            r#"{"event":"A","properties":{"time":1,"a":2,"b":"y","c":false}}"#,
+            r#"{"event":"A","properties":{"time":1,"c":true,"a":3,"b":"z"}}"#,
+            r#"{"event":"B","properties":{"time":1,"b":"q","d":1}}"#,
+            r#"{"event":"A","properties":{"time":1,"a":4,"c":true}}"#,
+            r#"{"event":"A","properties":{"time":1,"a":"four","b":5,"c":true}}"#,
+            r#"{"event":"B","properties":{"time":1,"d":2,"b":"r","a":null}}"#,
+            r#"{"event":"A","properties":{"time":1,"a":6,"b":"s","c":true}}"#,
+            r#"{"event":"A","properties":{"time":1,"b":"t","a":"seven","c":false}}"#,
+        ];
+        for mode in [SchemaMode::Monoschema, SchemaMode::Multischema] {
+            let reg = Arc::new(MemoryRegistry::new());
+            let mut ti = TypeInfer::new(reg.clone(), mode, 100);
+            let mut dec = MixpanelDecoder::default();
+            let mut checked = 0;
+            for line in lines.iter().cycle().take(lines.len() * 3) {
+                let mut b = Batch {
+                    raw: RawLines::from_lines(&[line]),
+                    ..Default::default()
+                };
+                dec.process(&mut b).unwrap();
+                CleanName.process(&mut b).unwrap();
+                ti.process(&mut b).unwrap();
+                let tables = reg.tables();
+                for e in &b.events {
+                    let table = e.table.as_ref().unwrap();
+                    let def = tables.iter().find(|t| t.id == table.id).unwrap();
+                    for p in &e.props {
+                        let Some(class) = p.value.class() else {
+                            assert_eq!(p.column, NO_COLUMN, "{line}");
+                            continue;
+                        };
+                        let c = &def.columns[p.column as usize];
+                        assert_eq!(
+                            (c.source.as_deref(), c.class),
+                            (Some(p.name.raw()), class),
+                            "{mode:?}: {line}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+            assert_eq!(checked, 3 * 24, "{mode:?}");
+        }
+    }
+
     fn ev(props: &str) -> String {
         format!(r#"{{"event":"E","properties":{{"time":1700000000{props}}}}}"#)
     }
