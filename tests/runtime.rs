@@ -97,3 +97,60 @@ fn age_roll_commits_without_new_events_and_metrics_are_served() {
     assert!(summary.contains("events read      41 lines"), "{summary}");
     assert!(summary.contains("dead letters     1"), "{summary}");
 }
+
+/// `runtime.workers: 1` runs a file source's whole chain (decoder, operators and sink) on the
+/// sink's thread; several workers decode in parallel and put the batches back in order. Either
+/// way the lake holds the same rows in the same columns, in the same order of columns, and the
+/// same dead letters.
+#[test]
+fn one_worker_or_several_write_the_same_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    gen(&input, 20_000, 11, 0.03);
+    let lines_in = std::fs::read_to_string(&input).unwrap().lines().count();
+    let mut lakes = Vec::new();
+    for workers in ["1", "0", "3"] {
+        let d = dir.path().join(format!("w{workers}"));
+        run_ok(
+            sluice()
+                .args(["run", "topologies/quickstart.yaml", "--no-progress"])
+                .args(["--set", &format!("sources.events.path={}", input.display())])
+                .args(["--set", &format!("runtime.workers={workers}")])
+                .args(lake_sets(&d)),
+        );
+        let csv = query_csv(
+            "topologies/quickstart.yaml",
+            &d,
+            "SELECT * FROM mp_master_event",
+        );
+        let mut lines = csv.lines();
+        let header = lines.next().unwrap_or_default().to_string();
+        let mut rows: Vec<String> = lines.map(str::to_string).collect();
+        rows.sort();
+        let mut dead: Vec<String> = dead_letters(&d.join("lake"))
+            .iter()
+            .map(|d| format!("{} {}", d["reason"], d["raw"]))
+            .collect();
+        dead.sort();
+        let count = query_number(
+            "topologies/quickstart.yaml",
+            &d,
+            "SELECT count(*) FROM mp_master_event",
+        );
+        assert!(
+            count >= 19_000 && count as usize + dead.len() == lines_in,
+            "workers {workers}: {count} rows, {} dead letters, {lines_in} lines",
+            dead.len()
+        );
+        lakes.push((workers, header, rows, dead));
+    }
+    let (_, header, rows, dead) = &lakes[0];
+    for (workers, h, r, d) in &lakes[1..] {
+        assert_eq!(h, header, "columns with workers {workers} and 1");
+        assert!(r == rows, "rows differ with workers {workers} and 1");
+        assert!(
+            d == dead,
+            "dead letters differ with workers {workers} and 1"
+        );
+    }
+}

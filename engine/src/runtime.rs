@@ -338,7 +338,9 @@ pub fn run(
                 names: vec![format!("{name}.decode")],
                 ops: vec![decoder],
             },
-            parallel: true,
+            // With one worker nothing runs beside it: the task takes the operators that
+            // cannot fork too, and then runs on its sink's thread (below).
+            parallel: workers > 1,
             input: Some(rx),
             outputs: Vec::new(),
         };
