@@ -338,8 +338,8 @@ pub fn run(
                 names: vec![format!("{name}.decode")],
                 ops: vec![decoder],
             },
-            // With one worker nothing runs beside it: the task takes the operators that
-            // cannot fork too, and then runs on its sink's thread (below).
+            // With one worker no task runs on several threads: this one takes the operators
+            // that cannot fork too, and may then run on its sink's thread (below).
             parallel: workers > 1,
             input: Some(rx),
             outputs: Vec::new(),
@@ -362,7 +362,7 @@ pub fn run(
             continue;
         };
         placed.push(name.clone());
-        let parallel = op.fork().is_some();
+        let parallel = workers > 1 && op.fork().is_some();
         let mut plan = TaskPlan {
             head: name.clone(),
             members: vec![name.clone()],
@@ -387,10 +387,11 @@ pub fn run(
     let mut sink_stages: HashMap<String, Stage> = HashMap::new();
     for name in sinks.keys() {
         let single_input = topology.node(name).is_some_and(|n| n.inputs.len() == 1);
-        let fusible = plans.iter().position(|p| {
-            !p.parallel && p.input.is_some() && p.outputs.len() == 1 && &p.outputs[0] == name
-        });
-        if let (true, Some(i)) = (single_input, fusible) {
+        let fusible = plans
+            .iter()
+            .position(|p| !p.parallel && p.input.is_some() && p.outputs == [name.as_str()])
+            .filter(|_| single_input);
+        if let Some(i) = fusible {
             let plan = plans.remove(i);
             if let Some(rx) = plan.input {
                 sink_inputs.insert(name.clone(), rx);
@@ -443,7 +444,7 @@ pub fn run(
         let Some(input) = plan.input else { continue };
         let control = control.clone();
         let label = plan.head.clone();
-        if plan.parallel && workers > 1 {
+        if plan.parallel {
             spawn_parallel(
                 &label,
                 plan.stage,
