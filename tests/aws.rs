@@ -61,7 +61,8 @@ fn input_of(brokers: &str, dir: &Path, test: &str, events: u64) -> Input {
     }
 }
 
-/// `sluice <args>` on the S3 + Glue topology against the test services, with the test keys.
+/// `sluice <args>` on the S3 + Glue topology against the test services, with the test keys,
+/// run in `dir`.
 fn s3_command(
     args: &[&str],
     brokers: &str,
@@ -80,10 +81,6 @@ fn s3_command(
         format!("sinks.lake.catalog.endpoint={endpoint}"),
         "sinks.lake.store.bucket=lake".into(),
         "sinks.lake.catalog.database=analytics".into(),
-        format!(
-            "sinks.lake.catalog.state={}",
-            dir.join("state.sqlite").display()
-        ),
         "sinks.lake.roll.max_age=1s".into(),
     ]
     .into_iter()
@@ -92,9 +89,13 @@ fn s3_command(
         sets.push("--set".into());
         sets.push(s);
     }
+    // Each worker in a folder of its own, as on a machine of its own: what they share is the
+    // bucket, Glue and the broker.
+    std::fs::create_dir_all(dir).unwrap();
     let mut c = sluice();
-    c.args(args)
-        .arg(T)
+    c.current_dir(dir)
+        .args(args)
+        .arg(repo().join(T))
         .args(&sets)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -221,6 +222,15 @@ fn check(endpoint: &str, input: &Input, sse: &str, key: Option<&str>) {
     let _ = input.malformed;
 }
 
+/// Where the tests' dataset keeps its commit state in the bucket.
+const STATE: &str = "exports/mixpanel/1/_sluice/state/";
+
+/// The commit state's log, read from the bucket by boto3 (`aws_lake.py state`): each
+/// operation with its `seq`, `kind` and `writer`.
+fn state_log(endpoint: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&aws_lake(&["state", endpoint, "lake", STATE])).unwrap()
+}
+
 fn services() -> Option<(String, String)> {
     let b = service(
         "SLUICE_KAFKA_BROKERS",
@@ -303,7 +313,9 @@ fn a_missing_glue_database_stops_the_run_before_anything_moves() {
     aws_lake(&["setup", &endpoint, "lake", "analytics"]);
     let dir = tempfile::tempdir().unwrap();
     let out = sluice()
-        .args(["run", T, "--no-progress", "--until-caught-up"])
+        .current_dir(dir.path())
+        .args(["run", &repo().join(T).display().to_string()])
+        .args(["--no-progress", "--until-caught-up"])
         .args([
             "--set",
             &format!("sources.events.brokers={brokers}"),
@@ -315,11 +327,6 @@ fn a_missing_glue_database_stops_the_run_before_anything_moves() {
             "sinks.lake.store.bucket=lake",
             "--set",
             "sinks.lake.catalog.database=nowhere",
-            "--set",
-            &format!(
-                "sinks.lake.catalog.state={}",
-                dir.path().join("state.sqlite").display()
-            ),
         ])
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -459,6 +466,10 @@ fn roles_are_assumed_with_the_project_token_as_external_id() {
     let (code, out) = validate(with_token("token-0123456789"));
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("check(s) passed"), "{out}");
+    assert!(
+        out.contains("ok      sinks.lake: conditional writes (If-None-Match: *) refused"),
+        "the commit state's conditional writes were not checked: {out}"
+    );
     assert_eq!(
         aws_lake(&["check-empty", &endpoint, "lake"]).trim(),
         "0",
@@ -506,7 +517,16 @@ fn json_tables_with_a_glue_table_prefix() {
         &[
             "sinks.lake.format=json".into(),
             "sinks.lake.catalog.table_prefix=mixpanel_".into(),
+            // The commit state in a file rather than the bucket: that choice works too.
+            format!(
+                "sinks.lake.catalog.state={}",
+                dir.path().join("state.sqlite").display()
+            ),
         ],
+    );
+    assert!(
+        state_log(&endpoint).is_empty(),
+        "with a state file, nothing of the state is in the bucket"
     );
     let t: serde_json::Value = serde_json::from_str(&aws_lake(&[
         "json-table",
@@ -786,7 +806,7 @@ fn sigkill_during_a_run_then_a_restart_leaves_each_event_once_in_glue() {
         .unwrap();
     // Killed once a commit has landed, in the middle of the next ones.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while committed_manifests_in(&dir.path().join("state.sqlite")) == 0 {
+    while !state_log(&endpoint).iter().any(|e| e["kind"] == "finish") {
         assert!(std::time::Instant::now() < deadline, "nothing committed");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -813,7 +833,9 @@ fn s3_throttling_errors_and_dropped_connections_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let inp = input(&brokers, dir.path(), "faults");
     aws_lake(&["setup", &endpoint, "lake", "analytics"]);
-    // Of every 8 S3 requests: one throttled, one 500, one connection dropped. Glue is direct.
+    // Of every 8 S3 requests: one throttled, one 500, one connection dropped; of every 8
+    // conditional writes (the commit state's log), one lands and its answer is lost. Glue is
+    // direct.
     let proxy = faults::fault_proxy(endpoint.trim_start_matches("http://"), 8);
     run_to_s3(
         &brokers,
@@ -830,9 +852,253 @@ fn s3_throttling_errors_and_dropped_connections_lose_and_duplicate_nothing() {
     let c = &proxy.counts;
     let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     assert!(
-        n(&c.throttled) > 2 && n(&c.errors) > 2 && n(&c.dropped) > 2,
-        "too few faults to test anything: {} requests",
-        n(&c.requests)
+        n(&c.throttled) > 2 && n(&c.errors) > 2 && n(&c.dropped) > 2 && n(&c.lost_answers) > 2,
+        "too few faults to test anything: {} requests, {} answers lost",
+        n(&c.requests),
+        n(&c.lost_answers)
     );
     check(&endpoint, &inp, "AES256", None);
+}
+
+/// Kafka settings that hand a stopped worker's partitions over quickly (the broker's minimum
+/// session is 6 s).
+const QUICK_SESSIONS: &str =
+    r#"sources.events.options={"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}"#;
+
+/// The worker that wrote the state's first claim.
+fn first_claimer(log: &[serde_json::Value]) -> String {
+    log.iter()
+        .find(|e| e["kind"] == "claim")
+        .map(|e| e["worker"].as_str().unwrap().to_string())
+        .expect("a claim in the commit state")
+}
+
+/// Two workers on separate machines (folders of their own, nothing shared but the bucket,
+/// Glue and the broker) in one consumer group split the partitions and, together, land every
+/// valid event exactly once: the commit state in the bucket is all they coordinate through.
+#[test]
+fn two_workers_sharing_only_the_bucket_split_the_partitions_and_land_each_event_once() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input_of(&brokers, dir.path(), "pair", 40_000);
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    let port = free_port();
+    // The first worker's S3 requests go through a proxy that can stall them.
+    let proxy = faults::fault_proxy(endpoint.trim_start_matches("http://"), 0);
+    let worker = |name: &str, metrics: Option<u16>| {
+        let mut extra = vec![
+            QUICK_SESSIONS.to_string(),
+            "sinks.lake.roll.max_age=200ms".to_string(),
+        ];
+        if metrics.is_some() {
+            extra.push(format!("sinks.lake.store.endpoint={}", proxy.url));
+            // Little in flight between its stages: a stalled store stops its reading soon.
+            extra.push("runtime.batch_size=100".into());
+            extra.push("runtime.channel_capacity=1".into());
+        }
+        let mut c = s3_run(
+            &brokers,
+            &endpoint,
+            &dir.path().join(name),
+            &inp,
+            "pair",
+            &extra,
+        );
+        if let Some(p) = metrics {
+            c.args(["--metrics-addr", &format!("127.0.0.1:{p}")]);
+        }
+        c.arg("-v")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The first worker reads fast: held still (SIGSTOP) as soon as it has read its first
+    // lines (its partitions claimed), until the broker has the second's request to join, so
+    // that the group splits the partitions while most events are still to read. The hold
+    // stays under the 6 s session, so no one is fenced.
+    let a = worker("a", Some(port));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first worker read nothing"
+        );
+        let read = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_source_lines_total", ""));
+        if read.is_some_and(|n| n > 0.0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    stop(a.id());
+    let b = worker("b", None);
+    let joined = wait_for_rebalance(&brokers, "pair", std::time::Duration::from_secs(4));
+    // Resumed, the first learns of the rebalance at its next heartbeat (every second) and
+    // hands its partitions over once it has committed what it read. Until then it would go on
+    // reading: its store, stalled meanwhile, holds its commits back, and its bounded channels
+    // then its reading.
+    use std::sync::atomic::Ordering::Relaxed;
+    proxy.counts.held.store(true, Relaxed);
+    signal(a.id(), "CONT");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    proxy.counts.held.store(false, Relaxed);
+    for (who, w) in [("first", a), ("second", b)] {
+        let out = w.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{who} worker: {err}");
+        // Shown when the test fails: assignments, handovers, commits.
+        println!("--- {who} worker:\n{err}");
+    }
+    check(&endpoint, &inp, "AES256", None);
+    let log = state_log(&endpoint);
+    let committers: HashSet<&str> = log
+        .iter()
+        .filter(|e| e["kind"] == "finish")
+        .filter_map(|e| e["worker"].as_str())
+        .collect();
+    assert_eq!(
+        committers.len(),
+        2,
+        "one worker made every commit: the partitions were not split (the broker saw the \
+         second join while the first was held: {joined})"
+    );
+}
+
+/// A worker paused past its session loses its partitions to a worker on another machine; when
+/// it comes back, the commit state in the bucket refuses its commit (it is fenced), it removes
+/// what it wrote, and every valid event is in Glue's partitions exactly once.
+#[test]
+fn a_paused_worker_is_fenced_through_the_bucket_and_nothing_is_lost_or_doubled() {
+    let Some((brokers, endpoint)) = services() else {
+        return;
+    };
+    let _turn = MOTO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let inp = input(&brokers, dir.path(), "zombie");
+    aws_lake(&["setup", &endpoint, "lake", "analytics"]);
+    let port = free_port();
+    // Long epochs for the first worker: it holds what it read, uncommitted, when paused.
+    let a = s3_run(
+        &brokers,
+        &endpoint,
+        &dir.path().join("a"),
+        &inp,
+        "zombie",
+        &[
+            QUICK_SESSIONS.to_string(),
+            "sinks.lake.roll.max_age=1h".into(),
+        ],
+    )
+    .args(["-v", "--metrics-addr", &format!("127.0.0.1:{port}")])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first worker read nothing"
+        );
+        let read = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_source_lines_total", ""));
+        if read.is_some_and(|n| n > 0.0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop(a.id());
+    let log = state_log(&endpoint);
+    let zombie = first_claimer(&log);
+    assert!(
+        !log.iter().any(|e| e["kind"] == "finish"),
+        "the paused worker had committed already"
+    );
+    // Once the group has dropped the paused worker (6 s sessions), a second one, elsewhere,
+    // takes every partition and reads to the end.
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let b = s3_run(
+        &brokers,
+        &endpoint,
+        &dir.path().join("b"),
+        &inp,
+        "zombie",
+        &[QUICK_SESSIONS.to_string()],
+    )
+    .output()
+    .unwrap();
+    if !b.status.success() {
+        signal(a.id(), "CONT");
+        panic!(
+            "the second worker failed: {}\n--- first worker:\n{}",
+            String::from_utf8_lossy(&b.stderr),
+            stop_and_log(a)
+        );
+    }
+    signal(a.id(), "CONT");
+    let out = a.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "first worker: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check(&endpoint, &inp, "AES256", None);
+    // The paused worker's commit began and was given up, never finished; none of the files
+    // it planned is in the bucket.
+    let log = state_log(&endpoint);
+    let begun: Vec<i64> = log
+        .iter()
+        .filter(|e| e["kind"] == "begin" && e["worker"] == zombie.as_str())
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !begun.is_empty(),
+        "the paused worker never tried to commit: the test did not test fencing"
+    );
+    let finished: HashSet<i64> = log
+        .iter()
+        .filter(|e| e["kind"] == "finish")
+        .map(|e| e["manifest"].as_i64().unwrap())
+        .collect();
+    let fenced: Vec<i64> = begun
+        .iter()
+        .copied()
+        .filter(|m| !finished.contains(m))
+        .collect();
+    assert!(
+        !fenced.is_empty(),
+        "every commit of the paused worker finished: it was not fenced"
+    );
+    for m in &fenced {
+        assert!(
+            log.iter()
+                .any(|e| e["kind"] == "abandon" && e["manifest"].as_i64() == Some(*m)),
+            "commit {m} of the paused worker was neither finished nor given up"
+        );
+    }
+    let visible: serde_json::Value =
+        serde_json::from_str(&aws_lake(&["uploads", &endpoint, "lake"])).unwrap();
+    let visible: HashSet<&str> = visible["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    for e in log
+        .iter()
+        .filter(|e| e["kind"] == "plan" && fenced.contains(&e["manifest"].as_i64().unwrap()))
+    {
+        for k in e["objects"].as_array().unwrap() {
+            assert!(
+                !visible.contains(k.as_str().unwrap()),
+                "{k} of a fenced commit is in the bucket"
+            );
+        }
+    }
 }

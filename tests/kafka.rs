@@ -334,33 +334,6 @@ fn owned_partitions(db: &Path) -> i64 {
         .unwrap_or(0)
 }
 
-/// Waits up to `wait` for consumer group `group` to be rebalancing (a member asked to join);
-/// whether it was.
-fn wait_for_rebalance(brokers: &str, group: &str, wait: Duration) -> bool {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::ClientConfig;
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        if let Ok(list) = c.fetch_group_list(Some(group), Duration::from_secs(1)) {
-            // The second member is listed once its request to join is in.
-            let rebalancing = list.groups().iter().any(|g| {
-                g.name() == group
-                    && matches!(g.state(), "PreparingRebalance" | "CompletingRebalance")
-                    && g.members().len() >= 2
-            });
-            if rebalancing {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 #[test]
 fn replay_keeps_the_asked_rate() {
     let Some(b) = brokers() else { return };
@@ -480,49 +453,6 @@ fn a_paused_worker_that_lost_its_partitions_is_fenced_and_nothing_is_lost() {
             );
         }
     }
-}
-
-/// Stops a worker still running and returns what it wrote to stderr, for a failure's message.
-fn stop_and_log(mut child: Child) -> String {
-    let _ = child.kill();
-    match child.wait_with_output() {
-        Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-        Err(e) => format!("(no output: {e})"),
-    }
-}
-
-/// SIGSTOP, then waits until every thread of the process has stopped: `kill` returns before
-/// that, and a thread still running (or finishing a system call) could take a lock meanwhile.
-fn stop(pid: u32) {
-    signal(pid, "STOP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-        let all_stopped = tasks.flatten().all(|t| {
-            // The state follows the parenthesised command name, which may hold spaces.
-            std::fs::read_to_string(t.path().join("stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .map(|(_, rest)| rest.trim_start().to_string())
-                })
-                .is_none_or(|rest| rest.starts_with('T') || rest.starts_with('t'))
-        });
-        if all_stopped {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{pid} did not stop");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([format!("-{sig}"), pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
 }
 
 /// Every message of `topic`, from the start to the end it has now.

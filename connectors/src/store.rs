@@ -15,6 +15,12 @@ pub trait ObjectStore: Send + Sync {
     fn exists(&self, key: &str) -> Result<bool>;
     /// The whole object.
     fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// The whole object, or `None` when there is none at `key`.
+    fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Writes `data` at `key` only if no object is there (S3's `If-None-Match: *`); `false`
+    /// when one is. Of writers racing for one key, exactly one gets `true`. A store that cannot
+    /// promise that must not claim to: the commit state's log relies on it.
+    fn create(&self, key: &str, data: &[u8]) -> Result<bool>;
     /// Objects under `prefix` (a folder ending in `/`), with their sizes.
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
     /// The URL of a key or folder, as catalogs record locations.
@@ -145,6 +151,52 @@ impl ObjectStore for LocalStore {
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key);
         std::fs::read(&path).context(|| format!("reading {}", path.display()))
+    }
+
+    fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(sluice_engine::EngineError::external(
+                format!("reading {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    fn create(&self, key: &str, data: &[u8]) -> Result<bool> {
+        // Written whole beside its name, then linked to it: link(2) fails when the name
+        // exists, so of racing writers one wins, and a reader never sees half an object.
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.{n}.new", std::process::id()));
+        {
+            use std::io::Write;
+            let mut f =
+                std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
+            f.write_all(data)
+                .context(|| format!("writing {}", tmp.display()))?;
+            f.sync_all()
+                .context(|| format!("syncing {}", tmp.display()))?;
+        }
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(sluice_engine::EngineError::external(
+                format!("creating {}", path.display()),
+                e,
+            )),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {

@@ -1,6 +1,9 @@
 //! A small HTTP proxy that injects S3's failures between sluice and the test endpoint:
 //! throttling (503 SlowDown), internal errors (500) and connections dropped without an
-//! answer, on a fixed share of requests. Every answered request is forwarded as it came.
+//! answer, on a fixed share of requests; and conditional writes (`If-None-Match`) that reach
+//! the server but whose answer is lost, so that the client's retry is refused by the write it
+//! made itself. Every answered request is forwarded as it came. While `held` is set, requests
+//! wait before they are forwarded (a store that stalls).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -16,6 +19,11 @@ pub struct FaultCounts {
     pub dropped: AtomicU64,
     /// STS AssumeRole calls that went through (a role's sessions, first and renewed).
     pub assume_role: AtomicU64,
+    /// Conditional writes forwarded whose answer was dropped.
+    pub lost_answers: AtomicU64,
+    conditional: AtomicU64,
+    /// Requests wait while this is set.
+    pub held: std::sync::atomic::AtomicBool,
 }
 
 pub struct FaultProxy {
@@ -95,6 +103,25 @@ fn serve(
     } else {
         body.resize(length, 0);
         reader.read_exact(&mut body)?;
+    }
+    while counts.held.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let conditional = head
+        .windows(14)
+        .any(|w| w.eq_ignore_ascii_case(b"if-none-match:"));
+    if conditional && every > 0 {
+        let k = counts.conditional.fetch_add(1, Ordering::Relaxed) + 1;
+        if k % every == 2 {
+            // The write lands; its answer never arrives.
+            let mut server = TcpStream::connect(upstream)?;
+            server.write_all(&head)?;
+            server.write_all(&body)?;
+            let mut response = Vec::new();
+            server.read_to_end(&mut response)?;
+            counts.lost_answers.fetch_add(1, Ordering::Relaxed);
+            return client.shutdown(Shutdown::Both);
+        }
     }
     let n = counts.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if body.windows(17).any(|w| w == b"Action=AssumeRole") {

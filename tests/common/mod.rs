@@ -4,7 +4,8 @@
 pub mod faults;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 pub fn sluice() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
@@ -244,4 +245,74 @@ pub fn replay(file: &Path, brokers: &str, topic: &str, extra: &[&str]) -> serde_
             .args(extra),
     );
     serde_json::from_str(stdout(&out).trim()).expect("replay's JSON report")
+}
+
+/// Waits up to `wait` for consumer group `group` to be rebalancing (a member asked to join);
+/// whether it was.
+pub fn wait_for_rebalance(brokers: &str, group: &str, wait: Duration) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::ClientConfig;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Ok(list) = c.fetch_group_list(Some(group), Duration::from_secs(1)) {
+            // The second member is listed once its request to join is in.
+            let rebalancing = list.groups().iter().any(|g| {
+                g.name() == group
+                    && matches!(g.state(), "PreparingRebalance" | "CompletingRebalance")
+                    && g.members().len() >= 2
+            });
+            if rebalancing {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Stops a worker still running and returns what it wrote to stderr, for a failure's message.
+pub fn stop_and_log(mut child: Child) -> String {
+    let _ = child.kill();
+    match child.wait_with_output() {
+        Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+        Err(e) => format!("(no output: {e})"),
+    }
+}
+
+/// SIGSTOP, then waits until every thread of the process has stopped: `kill` returns before
+/// that, and a thread still running (or finishing a system call) could take a lock meanwhile.
+pub fn stop(pid: u32) {
+    signal(pid, "STOP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        let all_stopped = tasks.flatten().all(|t| {
+            // The state follows the parenthesised command name, which may hold spaces.
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().to_string())
+                })
+                .is_none_or(|rest| rest.starts_with('T') || rest.starts_with('t'))
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
 }

@@ -7,6 +7,7 @@
     aws_lake.py enforce ENDPOINT on|off                    # IAM enforced on every call, or not
     aws_lake.py uploads ENDPOINT BUCKET                    # data objects and unfinished uploads, JSON
     aws_lake.py json-table ENDPOINT BUCKET DATABASE TABLE  # a JSON-format table through Glue, JSON
+    aws_lake.py state ENDPOINT BUCKET PREFIX               # the commit state's log under PREFIX, JSON
 
 The report holds what the test asserts on: every object's server-side encryption, the Glue
 table and partitions as Glue returns them, and the rows read through Glue (partition locations
@@ -256,6 +257,22 @@ def uploads(endpoint, bucket):
     print(json.dumps({"objects": objects, "uploads": pending}))
 
 
+def state(endpoint, bucket, prefix):
+    """The operations of the commit state's log (`<prefix>log/<seq>.json`), in order, each with
+    its sequence number and writer; read with boto3, independently of sluice."""
+    s3 = client("s3", endpoint)
+    entries = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "log/"):
+        for o in page.get("Contents", []):
+            e = json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+            op = e["op"]
+            op["seq"] = int(o["Key"].rsplit("/", 1)[1].split(".")[0])
+            op["writer"] = e["writer"]
+            entries.append(op)
+    entries.sort(key=lambda e: e["seq"])
+    print(json.dumps(entries))
+
+
 if __name__ == "__main__":
     cmd, endpoint = sys.argv[1], sys.argv[2]
     if cmd == "setup":
@@ -275,5 +292,7 @@ if __name__ == "__main__":
         uploads(endpoint, sys.argv[3])
     elif cmd == "check":
         check(endpoint, *sys.argv[3:6])
+    elif cmd == "state":
+        state(endpoint, *sys.argv[3:5])
     else:
         sys.exit(f"unknown command {cmd}")

@@ -134,6 +134,7 @@ pub fn check_s3(
     base_key: &str,
     encryption: Encryption,
     kms_key_id: Option<&str>,
+    state_in_bucket: bool,
 ) -> Vec<OnlineCheck> {
     let mut checks = Vec::new();
     let Some((conf, who)) = credentials(access, "S3", &mut checks) else {
@@ -216,6 +217,29 @@ pub fn check_s3(
             // Nothing to read back or delete.
             return checks;
         }
+    }
+    if state_in_bucket {
+        // The commit state's log needs a second create of a key refused.
+        let what = format!("conditional writes (If-None-Match: *) refused on {bucket}/{key}");
+        let again = rt.block_on(
+            s3.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .if_none_match("*")
+                .body(ByteStream::from_static(b"sluice validate --online\n"))
+                .send(),
+        );
+        checks.push(match again {
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(412) => {
+                OnlineCheck::ok(what)
+            }
+            Ok(_) => OnlineCheck::failed(
+                what,
+                "the store overwrote the object: it ignores If-None-Match, which the commit \
+                 state in the bucket needs (keep it in a file instead: `catalog.state: PATH`)",
+            ),
+            Err(e) => OnlineCheck::failed(what, describe(&e)),
+        });
     }
     for (action, result) in [
         (

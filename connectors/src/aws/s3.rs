@@ -49,7 +49,17 @@ impl S3Store {
     ) -> Result<Self> {
         let sdk = sdk_config(access, "S3")?;
         let region = &access.region;
-        let mut conf = aws_sdk_s3::config::Builder::from(&sdk);
+        // The SDK retries each request up to 8 times with backoff, within a retry quota that
+        // is spent by retries and earned back only by successes: made for clients with many
+        // requests at once, whose retries could flood a service in trouble. A worker has a
+        // few S3 requests at once (two parts in flight, the commit's steps in turn); with the
+        // quota, a burst of faults (a minute of throttling) left every later request of the
+        // run failing at its first error, and the run failed where waiting would have done.
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk).retry_partition(
+            aws_sdk_s3::config::retry::RetryPartition::custom("sluice-s3")
+                .token_bucket(aws_sdk_s3::config::retry::TokenBucket::unlimited())
+                .build(),
+        );
         if access.endpoint.is_some() {
             conf = conf.force_path_style(true);
         }
@@ -361,6 +371,72 @@ impl ObjectStore for S3Store {
             let body = out.body.collect().await.map_err(|e| fail(e.to_string()))?;
             Ok(body.into_bytes().to_vec())
         })
+    }
+
+    fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let fail =
+            |e: String| EngineError::external(format!("S3 get s3://{}/{key}", self.bucket), e);
+        runtime()?.block_on(async {
+            let out = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(fail(describe(&e))),
+            };
+            let body = out.body.collect().await.map_err(|e| fail(e.to_string()))?;
+            Ok(Some(body.into_bytes().to_vec()))
+        })
+    }
+
+    fn create(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let (sse, kms) = self.sse();
+        let rt = runtime()?;
+        // 409 (ConditionalRequestConflict): another conditional write of the key was in
+        // progress; asked again, S3 answers with who won.
+        let mut pause = std::time::Duration::from_millis(20);
+        for _ in 0..10 {
+            let sent = rt.block_on(
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .if_none_match("*")
+                    .body(ByteStream::from(data.to_vec()))
+                    .set_server_side_encryption(sse.clone())
+                    .set_ssekms_key_id(kms.clone())
+                    .send(),
+            );
+            let status = match &sent {
+                Ok(_) => return Ok(true),
+                Err(e) => e.raw_response().map(|r| r.status().as_u16()),
+            };
+            match status {
+                Some(412) => return Ok(false),
+                Some(409) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                _ => {
+                    let e = sent.err().map(|e| describe(&e)).unwrap_or_default();
+                    return Err(EngineError::external(
+                        format!("S3 conditional put s3://{}/{key}", self.bucket),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(EngineError::external(
+            format!("S3 conditional put s3://{}/{key}", self.bucket),
+            "409 ConditionalRequestConflict, ten times",
+        ))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {

@@ -1,11 +1,18 @@
 //! Catalogs: databases, tables with typed columns, partitions with their locations, and the
 //! commit protocol's manifests and positions. The local one is an embedded SQLite database
-//! that several processes can share; Glue plugs in behind the same trait.
+//! that several processes on one machine can share; the log one keeps the same state as a log
+//! of conditional writes in the object store itself, so that workers on any machines share it.
+//! Glue is published to beside either (`Publisher`).
 
+#[cfg(test)]
+mod contract;
 mod local;
+mod log;
 mod registry;
+pub mod state;
 
 pub use local::LocalCatalog;
+pub use log::LogCatalog;
 pub use registry::DatasetRegistry;
 
 use std::collections::HashMap;
@@ -170,4 +177,42 @@ pub trait Catalog: Send + Sync {
     fn name_mapping(&self, database: &str) -> Result<serde_json::Value>;
     /// Committed positions of `sink`, by (source, partition).
     fn positions(&self, sink: &str) -> Result<HashMap<(String, String), u64>>;
+}
+
+/// One column of the name-mapping document (SPEC §11), in table-name then ordinal order.
+pub(crate) struct MappingRow<'a> {
+    pub table: &'a str,
+    pub source_event: Option<&'a str>,
+    pub column: &'a str,
+    pub source: Option<&'a str>,
+    pub class: &'a str,
+    pub overflow: bool,
+    pub created_at: &'a str,
+}
+
+/// The name-mapping document of SPEC §11 from its columns.
+pub(crate) fn name_mapping_of<'a>(
+    rows: impl IntoIterator<Item = MappingRow<'a>>,
+) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut tables = Map::new();
+    for r in rows {
+        let t = tables
+            .entry(r.table.to_string())
+            .or_insert_with(|| json!({"source_event": r.source_event, "columns": {}}));
+        // System columns map to the fields they come from.
+        let source = match (r.source, r.column, r.overflow) {
+            (Some(s), _, _) => Value::String(s.to_string()),
+            (None, _, true) => Value::Null,
+            (None, "mp_event_name", _) => Value::String("event".into()),
+            (None, other, _) => Value::String(other.to_string()),
+        };
+        if let Some(cols) = t["columns"].as_object_mut() {
+            cols.insert(
+                r.column.to_string(),
+                json!({"source": source, "type": r.class, "created_at": r.created_at}),
+            );
+        }
+    }
+    json!({ "tables": tables })
 }

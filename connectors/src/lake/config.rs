@@ -17,7 +17,7 @@ use super::sink::LakeSink;
 use crate::aws::glue::GluePublisher;
 use crate::aws::s3::{Encryption, S3Store};
 use crate::aws::Access;
-use crate::catalog::{Catalog, DatasetRegistry, LocalCatalog, Publisher};
+use crate::catalog::{Catalog, DatasetRegistry, LocalCatalog, LogCatalog, Publisher};
 use crate::store::{LocalStore, ObjectStore};
 
 /// Writes events as Parquet (or gzipped NDJSON) files laid out as SPEC §7.1 says
@@ -135,7 +135,9 @@ pub enum CatalogConfig {
     },
     /// AWS Glue: tables and `mp_date` partitions published as SPEC §8 says, for Athena,
     /// Redshift Spectrum and Spark. The commit protocol's own state (schema registry,
-    /// manifests, positions, owners) stays in the embedded catalog file `state`.
+    /// manifests, positions, owners) is kept in the store, under
+    /// `<prefix>/<project_id>/_sluice/state/`, as a log of conditional writes that workers on
+    /// any machines share; or, with `state`, in an embedded catalog file.
     Glue {
         /// The Glue database; it must exist (sluice never creates it).
         database: String,
@@ -146,8 +148,10 @@ pub enum CatalogConfig {
         /// Put in front of Glue table names only, not folders (SPEC §12 D11).
         #[serde(default)]
         table_prefix: String,
-        /// The embedded catalog file holding the commit state.
-        state: PathBuf,
+        /// An embedded catalog file for the commit state instead of the store: only workers
+        /// that share this file system can share it.
+        #[serde(default)]
+        state: Option<PathBuf>,
         /// A role to assume for Glue (`glue_role`), with the project token as external id; it
         /// may be the S3 role.
         #[serde(default)]
@@ -166,10 +170,11 @@ impl CatalogConfig {
             }
         }
     }
-    fn state_path(&self) -> &PathBuf {
+    /// The embedded catalog file holding the commit state, if the state is not in the store.
+    fn state_path(&self) -> Option<&PathBuf> {
         match self {
-            CatalogConfig::Local { path, .. } => path,
-            CatalogConfig::Glue { state, .. } => state,
+            CatalogConfig::Local { path, .. } => Some(path),
+            CatalogConfig::Glue { state, .. } => state.as_ref(),
         }
     }
 }
@@ -382,9 +387,21 @@ impl ParquetSinkConfig {
         }
     }
 
-    /// Opens the store and the catalog.
-    pub fn open_dataset(&self) -> Result<Dataset> {
-        let store: Arc<dyn ObjectStore> = match &self.store {
+    /// Where the commit state's log is kept in the store, when it is.
+    fn state_root(&self) -> String {
+        format!("{}_sluice/state/", self.base_key())
+    }
+
+    /// The commit state: the embedded catalog file, or the log in `store`.
+    fn open_state(&self, store: &Arc<dyn ObjectStore>) -> Result<Arc<dyn Catalog>> {
+        Ok(match self.catalog.state_path() {
+            Some(path) => Arc::new(LocalCatalog::open(path)?),
+            None => LogCatalog::shared(store.clone(), &self.state_root())?,
+        })
+    }
+
+    fn open_store(&self) -> Result<Arc<dyn ObjectStore>> {
+        Ok(match &self.store {
             StoreConfig::Local { path } => Arc::new(LocalStore::open(path)?),
             StoreConfig::S3 {
                 bucket,
@@ -402,8 +419,13 @@ impl ParquetSinkConfig {
                 kms_key_id.clone(),
                 parse_bytes(part_size).unwrap_or(crate::aws::s3::DEFAULT_PART_SIZE as u64) as usize,
             )?),
-        };
-        let catalog: Arc<dyn Catalog> = Arc::new(LocalCatalog::open(self.catalog.state_path())?);
+        })
+    }
+
+    /// Opens the store and the catalog.
+    pub fn open_dataset(&self) -> Result<Dataset> {
+        let store = self.open_store()?;
+        let catalog = self.open_state(&store)?;
         let database = self.catalog.database().to_string();
         let publisher: Option<Arc<dyn Publisher>> = match &self.catalog {
             CatalogConfig::Local { .. } => None,
@@ -455,6 +477,7 @@ impl Component for ParquetSinkConfig {
                 &self.base_key(),
                 *encryption,
                 kms_key_id.as_deref(),
+                self.catalog.state_path().is_none(),
             ));
         }
         if let CatalogConfig::Glue {
@@ -634,22 +657,38 @@ impl Component for ParquetSinkConfig {
         format!("{store} as {} -> {catalog}", self.format.as_str())
     }
     fn dataset(&self) -> Option<String> {
-        Some(format!(
-            "local:{}#{}",
-            self.catalog.state_path().display(),
-            self.catalog.database()
-        ))
+        let state = match (self.catalog.state_path(), &self.store) {
+            (Some(path), _) => format!("local:{}", path.display()),
+            (None, StoreConfig::S3 { bucket, .. }) => {
+                format!("s3://{bucket}/{}", self.state_root())
+            }
+            (None, StoreConfig::Local { path }) => {
+                format!("{}/{}", path.display(), self.state_root())
+            }
+        };
+        Some(format!("{state}#{}", self.catalog.database()))
     }
     fn open_schema_registry(&self) -> Option<Result<Arc<dyn SchemaRegistry>>> {
-        // The registry lives in the commit state; the store is only named (S3 and Glue are
-        // reached once, by the sink).
+        // The registry lives in the commit state: an embedded file, where the store is only
+        // named; or the store's log, shared with the sink's catalog in this process.
         let open = || -> Result<Arc<dyn SchemaRegistry>> {
-            let base_url = match &self.store {
-                StoreConfig::Local { path } => LocalStore::open(path)?.url(&self.base_key()),
-                StoreConfig::S3 { bucket, .. } => format!("s3://{bucket}/{}", self.base_key()),
+            let (base_url, catalog): (String, Arc<dyn Catalog>) = match self.catalog.state_path() {
+                Some(path) => {
+                    let base_url = match &self.store {
+                        StoreConfig::Local { path } => {
+                            LocalStore::open(path)?.url(&self.base_key())
+                        }
+                        StoreConfig::S3 { bucket, .. } => {
+                            format!("s3://{bucket}/{}", self.base_key())
+                        }
+                    };
+                    (base_url, Arc::new(LocalCatalog::open(path)?))
+                }
+                None => {
+                    let store = self.open_store()?;
+                    (store.url(&self.base_key()), self.open_state(&store)?)
+                }
             };
-            let catalog: Arc<dyn Catalog> =
-                Arc::new(LocalCatalog::open(self.catalog.state_path())?);
             let database = self.catalog.database().to_string();
             catalog.ensure_database(&database)?;
             Ok(Arc::new(DatasetRegistry {

@@ -564,7 +564,10 @@ impl LakeSink {
             objects.push(k.clone());
             Some(k)
         };
-        self.ds.catalog.plan_objects(manifest, &objects)?;
+        match self.ds.catalog.plan_objects(manifest, &objects) {
+            Err(EngineError::Fenced(why)) => return self.fenced(manifest, &objects, &why),
+            r => r?,
+        }
 
         self.publish_tables(&days.keys().map(|k| k.0).collect())?;
         crash_point!("lake.commit.tables-published");
@@ -627,9 +630,14 @@ impl LakeSink {
                 }
             }
         }
-        self.ds
+        match self
+            .ds
             .catalog
-            .set_stage(manifest, CommitStage::ObjectsWritten)?;
+            .set_stage(manifest, CommitStage::ObjectsWritten)
+        {
+            Err(EngineError::Fenced(why)) => return self.fenced(manifest, &objects, &why),
+            r => r?,
+        }
         crash_point!("lake.commit.objects-written");
         self.write_name_mapping()?;
 
@@ -665,23 +673,7 @@ impl LakeSink {
             &positions,
         ) {
             Ok(()) => {}
-            Err(EngineError::Fenced(why)) => {
-                // Another worker owns part of this epoch now: nothing of it may become
-                // visible. Remove what was written, drop what is held, and have the sources
-                // read their remaining partitions again from the committed positions.
-                for k in &objects {
-                    self.ds.store.delete(k)?;
-                }
-                self.ds.catalog.abandon(manifest)?;
-                self.abandon_epoch();
-                // What is committed now is what the sources go back to.
-                self.committed_by_key = self.ds.catalog.positions(&self.sink_id)?;
-                self.committed.clear();
-                self.generation = self.rewind.request();
-                RunStats::add(&self.stats.fenced, 1);
-                tracing::warn!(sink = %self.name, manifest, %why, "fenced: the epoch is dropped and read again");
-                return Ok(());
-            }
+            Err(EngineError::Fenced(why)) => return self.fenced(manifest, &objects, &why),
             Err(e) => return Err(e),
         }
 
@@ -725,6 +717,24 @@ impl LakeSink {
 }
 
 impl LakeSink {
+    /// Another worker owns part of this epoch now, or resolved its commit: nothing of it may
+    /// become visible. Removes what was written, drops what is held, and has the sources read
+    /// their remaining partitions again from the committed positions.
+    fn fenced(&mut self, manifest: i64, objects: &[String], why: &str) -> Result<()> {
+        for k in objects {
+            self.ds.store.delete(k)?;
+        }
+        self.ds.catalog.abandon(manifest)?;
+        self.abandon_epoch();
+        // What is committed now is what the sources go back to.
+        self.committed_by_key = self.ds.catalog.positions(&self.sink_id)?;
+        self.committed.clear();
+        self.generation = self.rewind.request();
+        RunStats::add(&self.stats.fenced, 1);
+        tracing::warn!(sink = %self.name, manifest, %why, "fenced: the epoch is dropped and read again");
+        Ok(())
+    }
+
     /// Rewrites `<prefix>/<project_id>/schema/events.json` (SPEC §11) when the schema changed.
     fn write_name_mapping(&mut self) -> Result<()> {
         let version = self.ds.catalog.schema_version(&self.ds.database)?;
