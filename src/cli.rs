@@ -66,7 +66,8 @@ enum Cmd {
         /// Events per second (default: as fast as the broker takes them).
         #[arg(long, conflicts_with = "speed")]
         rate: Option<f64>,
-        /// N times the pace recorded in the events' `properties.time`.
+        /// N times the pace recorded in the events' `properties.time` (late events go at
+        /// once; a jump of more than an hour of event time is not waited out).
         #[arg(long)]
         speed: Option<f64>,
         /// Start over after the last file, until --max-events or SIGINT.

@@ -194,6 +194,9 @@ fn gen_replay_run_until_caught_up_writes_each_valid_event_once() {
     let out = wait_ok(spawn(dir.path(), &b, &inp.topic, "once"));
     assert!(out.contains("rows written"), "{out}");
     check_exactly_once(dir.path(), inp);
+    // The group's offsets in Kafka (for lag tools) are the committed positions: every
+    // partition's end.
+    assert_eq!(group_offsets(&b, &inp.topic, "once"), ends(&b, &inp.topic));
     // Caught up and committed: running again reads nothing new and writes nothing.
     let out = wait_ok(spawn(dir.path(), &b, &inp.topic, "once"));
     assert!(out.contains("rows written     0"), "{out}");
@@ -205,16 +208,32 @@ fn interrupted(sig: i32, group: &str) {
     let inp = input(&b);
     let base = baseline(&b);
     let dir = tempfile::tempdir().unwrap();
-    // Commits of at most 1 MiB held: many per run, so that the signal lands midway.
-    let small = ["sinks.lake.roll.max_buffer=1MiB"];
-    let mut child = spawn_with(dir.path(), &b, &inp.topic, group, &small);
+    // Commits of at most 1 MiB held: many per run, so that the signal lands halfway: once
+    // half the valid events are committed (the sink's committed-rows counter).
+    let port = free_port();
+    let mut child = sluice()
+        .args(["run", T, "--no-progress", "--until-caught-up"])
+        .args(sets(dir.path(), &b, &inp.topic, group))
+        .args(["--set", "sinks.lake.roll.max_buffer=1MiB"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let half = inp.valid.len() as f64 / 2.0;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while committed_manifests(dir.path()) < 2 {
-        assert!(Instant::now() < deadline, "no commit seen");
+    loop {
+        assert!(Instant::now() < deadline, "half the events never committed");
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the run ended ({status}) before it could be interrupted");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let rows = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_sink_rows_total", ""));
+        if rows.is_some_and(|n| n >= half) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
     signal(child.id(), &sig.to_string());
     let status = child.wait().unwrap();
@@ -223,8 +242,9 @@ fn interrupted(sig: i32, group: &str) {
     }
     let partial = query_number(T, dir.path(), "SELECT count(*) FROM mp_master_event");
     assert!(
-        partial > 0 && partial < inp.valid.len() as u64,
-        "interrupted after {partial} rows: not midway"
+        partial as f64 >= half && partial < inp.valid.len() as u64,
+        "interrupted after {partial} of {} rows: not halfway",
+        inp.valid.len()
     );
     wait_ok(spawn(dir.path(), &b, &inp.topic, group));
     check_exactly_once(dir.path(), inp);
@@ -325,6 +345,45 @@ fn two_workers_in_one_group_split_the_partitions_and_match_one_worker() {
         "one worker made every commit: the partitions were not split \
          (the broker saw the second join while the first was held: {joined})"
     );
+}
+
+/// The offsets `group` has committed in Kafka for the 8 partitions of `topic` (-1: none).
+fn group_offsets(brokers: &str, topic: &str, group: &str) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..8 {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    (0..8)
+        .map(|p| match got.find_partition(topic, p).unwrap().offset() {
+            Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// The end (high watermark) of each of the 8 partitions of `topic`.
+fn ends(brokers: &str, topic: &str) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::ClientConfig;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    (0..8)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .collect()
 }
 
 /// Partitions with an owner in the catalog at `db` (0 before it exists).

@@ -89,6 +89,19 @@ impl std::io::Write for UploadWriter {
     }
 }
 
+/// A hidden name beside `path` that no other writer uses: the worker's id (host, pid, start
+/// time: processes in containers sharing a volume may all be pid 1) and a number of its own.
+fn scratch_beside(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let worker = sluice_engine::ownership::worker_id().replace(['/', ':'], "_");
+    path.with_file_name(format!(".{name}.{worker}.{n}.new"))
+}
+
 /// A directory as an object store; keys are relative paths.
 pub struct LocalStore {
     root: PathBuf,
@@ -115,15 +128,14 @@ impl ObjectStore for LocalStore {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = scratch_beside(&path);
         {
             use std::io::Write;
-            let mut f =
-                std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .context(|| format!("creating {}", tmp.display()))?;
             f.write_all(data)
                 .context(|| format!("writing {}", tmp.display()))?;
             f.sync_all()
@@ -171,17 +183,14 @@ impl ObjectStore for LocalStore {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.{n}.new", std::process::id()));
+        let tmp = scratch_beside(&path);
         {
             use std::io::Write;
-            let mut f =
-                std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .context(|| format!("creating {}", tmp.display()))?;
             f.write_all(data)
                 .context(|| format!("writing {}", tmp.display()))?;
             f.sync_all()

@@ -37,6 +37,7 @@ on_every_catalog!(
     columns_in_one_transaction_decide_as_one_call_per_column_would,
     an_epoch_read_before_someone_else_committed_the_partition_cannot_commit,
     a_claim_fences_the_previous_owner_and_hands_over_its_unfinished_commit,
+    a_commit_claimed_away_or_resolved_takes_nothing_more,
 );
 
 fn pos(p: &str, expected: u64, next: u64) -> SourcePosition {
@@ -265,4 +266,39 @@ fn a_claim_fences_the_previous_owner_and_hands_over_its_unfinished_commit(open: 
     let (claims, orphans) = cat.claim("sink", "B", "src", &["t/0".to_string()]).unwrap();
     assert_eq!(claims["t/0"].next_offset, Some(20));
     assert_eq!(orphans.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m2]);
+}
+
+/// Once another worker has claimed one of a commit's partitions, the commit is the claimer's
+/// to resolve from what it found: the old owner may neither add objects to it nor move it on,
+/// and once it is resolved nobody finishes it, even an owner that won the partition back.
+fn a_commit_claimed_away_or_resolved_takes_nothing_more(open: Opener) {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = open(dir.path());
+    let t0 = vec!["t/0".to_string()];
+    let key = [("src".to_string(), "t/0".to_string())];
+    cat.claim("sink", "A", "src", &t0).unwrap();
+    let m = cat.begin_commit("sink", "A", &key).unwrap();
+    cat.plan_objects(m, &["a1".to_string()]).unwrap();
+    let (_, orphans) = cat.claim("sink", "B", "src", &t0).unwrap();
+    assert_eq!(orphans.len(), 1);
+    let refused = [
+        cat.plan_objects(m, &["a1".to_string(), "a2".to_string()]),
+        cat.set_stage(m, sluice_engine::commit::CommitStage::ObjectsWritten),
+    ];
+    for r in refused {
+        assert!(matches!(r, Err(EngineError::Fenced(_))), "{r:?}");
+    }
+    let still = cat.unfinished("sink").unwrap();
+    assert_eq!(still.len(), 1);
+    assert_eq!(
+        still[0].objects,
+        vec!["a1".to_string()],
+        "nothing was added"
+    );
+    // B resolves it; A wins the partition back and tries to finish the old commit.
+    cat.abandon(m).unwrap();
+    cat.claim("sink", "A", "src", &t0).unwrap();
+    let r = cat.finish_commit(m, "sink", "A", &[], &[pos("t/0", 0, 10)]);
+    assert!(matches!(r, Err(EngineError::Fenced(_))), "{r:?}");
+    assert!(cat.positions("sink").unwrap().is_empty());
 }

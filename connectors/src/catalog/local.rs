@@ -282,6 +282,49 @@ fn column_in(
     ))
 }
 
+/// Refuses (fences) a change to a commit that was resolved, or one of whose partitions another
+/// worker has claimed since: that worker resolves the commit from what it found at its claim,
+/// so nothing may be added to it (files made visible for it would outlive its resolution).
+fn still_open(tx: &rusqlite::Transaction<'_>, manifest: i64) -> Result<()> {
+    let row: Option<(String, String, String, String)> = tx
+        .query_row(
+            "SELECT sink, worker, stage, partitions FROM manifests WHERE id = ?1",
+            params![manifest],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(db_err("reading a manifest"))?;
+    let resolved = || {
+        EngineError::Fenced(format!(
+            "commit {manifest} was resolved by the partitions' new owner"
+        ))
+    };
+    let Some((sink, worker, stage, partitions)) = row else {
+        return Err(resolved());
+    };
+    if stage == "done" || stage == "abandoned" {
+        return Err(resolved());
+    }
+    let partitions: Vec<(String, String)> = serde_json::from_str(&partitions)
+        .map_err(|e| EngineError::Internal(format!("manifest {manifest} partitions: {e}")))?;
+    for (source, partition) in partitions {
+        let owner: Option<String> = tx
+            .query_row(
+                "SELECT worker FROM owners WHERE sink = ?1 AND source = ?2 AND partition = ?3",
+                params![sink, source, partition],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err("reading an owner"))?;
+        if let Some(o) = owner.filter(|o| *o != worker) {
+            return Err(EngineError::Fenced(format!(
+                "partition {partition} of `{source}` now belongs to worker {o}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn unfinished_in(c: &Connection, sink: &str) -> Result<Vec<Manifest>> {
     let mut stmt = c
         .prepare(
@@ -645,23 +688,31 @@ impl Catalog for LocalCatalog {
         let json = serde_json::to_string(objects)
             .map_err(|e| EngineError::Internal(format!("manifest: {e}")))?;
         self.with(|c| {
-            c.execute(
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err("starting a transaction"))?;
+            still_open(&tx, manifest)?;
+            tx.execute(
                 "UPDATE manifests SET objects = ?2 WHERE id = ?1",
                 params![manifest, json],
             )
             .map_err(db_err("recording a commit's objects"))?;
-            Ok(())
+            tx.commit().map_err(db_err("recording a commit's objects"))
         })
     }
 
     fn set_stage(&self, manifest: i64, stage: CommitStage) -> Result<()> {
         self.with(|c| {
-            c.execute(
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err("starting a transaction"))?;
+            still_open(&tx, manifest)?;
+            tx.execute(
                 "UPDATE manifests SET stage = ?2 WHERE id = ?1",
                 params![manifest, stage.as_str()],
             )
             .map_err(db_err("advancing a commit"))?;
-            Ok(())
+            tx.commit().map_err(db_err("advancing a commit"))
         })
     }
 
@@ -677,6 +728,21 @@ impl Catalog for LocalCatalog {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err("starting a transaction"))?;
+            let stage: Option<String> = tx
+                .query_row(
+                    "SELECT stage FROM manifests WHERE id = ?1",
+                    params![manifest],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err("reading a manifest"))?;
+            if stage.as_deref() != Some(CommitStage::ObjectsWritten.as_str())
+                && stage.as_deref() != Some(CommitStage::Planned.as_str())
+            {
+                return Err(EngineError::Fenced(format!(
+                    "commit {manifest} was resolved by the partitions' new owner"
+                )));
+            }
             for p in positions {
                 let owner: Option<String> = tx
                     .query_row(

@@ -82,6 +82,9 @@ pub struct LogCatalog {
     root: String,
     state: Mutex<State>,
     writer: String,
+    /// Whether the store was seen to refuse a second create of a key (checked before the
+    /// first write, so that reading commands write nothing).
+    probed: std::sync::atomic::AtomicBool,
 }
 
 /// Numbers this process's writes, across every catalog it opens: with the worker's id, it
@@ -89,9 +92,9 @@ pub struct LogCatalog {
 static WRITES: AtomicU64 = AtomicU64::new(0);
 
 impl LogCatalog {
-    /// Opens the state under `root` (a folder key ending in `/`), first checking that the
-    /// store refuses a second create of one key: a store that ignored the condition would let
-    /// two workers both commit.
+    /// Opens the state under `root` (a folder key ending in `/`). Before its first write, it
+    /// checks that the store refuses a second create of one key: a store that ignored the
+    /// condition would let two workers both commit.
     pub fn open(store: Arc<dyn ObjectStore>, root: &str) -> Result<Self> {
         let root = if root.ends_with('/') {
             root.to_string()
@@ -103,8 +106,8 @@ impl LogCatalog {
             root,
             state: Mutex::new(State::default()),
             writer: worker_id().to_string(),
+            probed: std::sync::atomic::AtomicBool::new(false),
         };
-        cat.check_conditional_writes()?;
         let mut s = cat.lock()?;
         *s = cat.load_checkpoint()?;
         cat.catch_up(&mut s, None)?;
@@ -124,6 +127,7 @@ impl LogCatalog {
         if let Some(c) = open.get(&key).and_then(Weak::upgrade) {
             return Ok(c);
         }
+        open.retain(|_, c| c.strong_count() > 0);
         let c = Arc::new(LogCatalog::open(store, root)?);
         open.insert(key, Arc::downgrade(&c));
         Ok(c)
@@ -178,7 +182,20 @@ impl LogCatalog {
         ))
     }
 
+    /// The newest checkpoint's state, or the empty one (the whole log is then read) when there
+    /// is none or it cannot be used.
     fn load_checkpoint(&self) -> Result<State> {
+        match self.read_checkpoint() {
+            Ok(s) => Ok(s),
+            Err(e @ EngineError::Config(_)) => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "commit state: the checkpoint is unusable; reading the whole log");
+                Ok(State::default())
+            }
+        }
+    }
+
+    fn read_checkpoint(&self) -> Result<State> {
         let key = self.latest_key();
         let Some(bytes) = again(|| self.store.get_if_exists(&key))? else {
             return Ok(State::default());
@@ -197,16 +214,28 @@ impl LogCatalog {
         if cp.v > VERSION {
             return Err(newer(&self.store.url(&key)));
         }
+        if cp.state.seq != latest.seq {
+            return Err(EngineError::Internal(format!(
+                "{} holds the state at {}, not {}",
+                self.store.url(&key),
+                cp.state.seq,
+                latest.seq
+            )));
+        }
         let mut state = cp.state;
         state.reindex();
         Ok(state)
     }
 
-    /// Folds in every operation written after the state's; `true` if the one at `mine.0` was
-    /// written by `mine.1` (a write of ours that was refused only because it had already
-    /// succeeded).
-    fn catch_up(&self, s: &mut State, mine: Option<(u64, &str)>) -> Result<bool> {
-        let mut ours = false;
+    /// Folds in every operation written after the state's. If the one at `mine.0` was written
+    /// by `mine.1` (a write of ours that was refused only because it had already succeeded),
+    /// how applying it went.
+    fn catch_up(
+        &self,
+        s: &mut State,
+        mine: Option<(u64, &str)>,
+    ) -> Result<Option<std::result::Result<(), Refusal>>> {
+        let mut ours = None;
         loop {
             let seq = s.seq + 1;
             let key = self.log_key(seq);
@@ -217,12 +246,13 @@ impl LogCatalog {
             if e.v > VERSION {
                 return Err(newer(&self.store.url(&key)));
             }
-            if mine.is_some_and(|(n, w)| n == seq && w == e.writer) {
-                ours = true;
-            }
             // An operation that does not fit changes nothing, for every reader alike.
-            if let Err(r) = s.apply(seq, &e.op, &e.at) {
+            let applied = s.apply(seq, &e.op, &e.at);
+            if let Err(r) = &applied {
                 tracing::debug!(seq, refusal = ?r, "commit state: an operation that did not apply");
+            }
+            if mine.is_some_and(|(n, w)| n == seq && w == e.writer) {
+                ours = Some(applied);
             }
         }
     }
@@ -269,6 +299,13 @@ impl LogCatalog {
                 Step::Answer(r) => return Ok(r),
                 Step::Write(op, r) => (op, r),
             };
+            if !self.probed.load(Ordering::Relaxed) {
+                self.check_conditional_writes()?;
+                self.probed.store(true, Ordering::Relaxed);
+                // The probe took time: decide again at the head.
+                self.catch_up(&mut s, None)?;
+                continue;
+            }
             let seq = s.seq + 1;
             let n = WRITES.fetch_add(1, Ordering::Relaxed);
             let entry = Entry {
@@ -280,13 +317,12 @@ impl LogCatalog {
             let key = self.log_key(seq);
             let body = serde_json::to_vec(&entry).map_err(internal("writing", &key))?;
             let ours = if again(|| self.store.create(&key, &body))? {
-                s.apply(seq, &entry.op, &entry.at)
-                    .map_err(Refusal::into_error)?;
-                true
+                Some(s.apply(seq, &entry.op, &entry.at))
             } else {
                 self.catch_up(&mut s, Some((seq, &entry.writer)))?
             };
-            if ours {
+            if let Some(applied) = ours {
+                applied.map_err(Refusal::into_error)?;
                 // The writer of every CHECKPOINT_EVERY-th operation checkpoints the state.
                 if seq % CHECKPOINT_EVERY == 0 {
                     self.checkpoint(&s);
@@ -752,10 +788,17 @@ mod tests {
     }
 
     #[test]
-    fn a_store_that_ignores_conditional_writes_is_refused_at_open() {
+    fn a_store_that_ignores_conditional_writes_is_refused_before_the_first_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(NoConditions(LocalStore::open(dir.path()).unwrap()));
-        let err = LogCatalog::open(store, ROOT).err().expect("refused");
+        // Reading writes nothing, and needs no check.
+        let cat = LogCatalog::open(store, ROOT).unwrap();
+        assert!(cat.positions("sink").unwrap().is_empty());
+        let err = cat
+            .claim("sink", "A", "src", &["t/0".into()])
+            .expect_err("refused");
+        let log = LocalStore::open(dir.path()).unwrap();
+        assert!(log.list(&format!("{ROOT}log/")).unwrap().is_empty());
         let text = err.to_string();
         assert!(text.contains("If-None-Match"), "{text}");
         assert!(matches!(err, EngineError::Config(_)), "{err:?}");

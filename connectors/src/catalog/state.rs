@@ -397,13 +397,25 @@ impl State {
                 Ok(())
             }
             Op::Plan { manifest, .. } | Op::Stage { manifest, .. } => {
-                if self.manifests.contains_key(manifest) {
-                    Ok(())
-                } else {
-                    Err(Refusal::Fenced(format!(
+                let Some(m) = self.manifests.get(manifest) else {
+                    return Err(Refusal::Fenced(format!(
                         "commit {manifest} was resolved by the partitions' new owner"
-                    )))
+                    )));
+                };
+                // Once another worker has claimed one of its partitions, the commit is that
+                // worker's to resolve, from what it recorded at the claim: nothing more may be
+                // added to it, so its files never outlive its resolution.
+                for (source, partition) in &m.partitions {
+                    if let Some(o) = at(&self.owners, &m.sink, source, partition) {
+                        if o.worker != m.worker {
+                            return Err(Refusal::Fenced(format!(
+                                "partition {partition} of `{source}` now belongs to worker {}",
+                                o.worker
+                            )));
+                        }
+                    }
                 }
+                Ok(())
             }
             Op::Finish {
                 manifest,

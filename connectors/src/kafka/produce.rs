@@ -279,6 +279,54 @@ pub enum Pace {
     Speed(f64),
 }
 
+/// A forward jump in event time beyond this (seconds) is not waited for by `--speed`: the
+/// clock starts again from the event after it.
+pub const SPEED_MAX_GAP: f64 = 3600.0;
+
+/// `--speed`'s clock: when each event is due, in seconds from the pass's start, so that the
+/// events go at N times the pace of their `time`s.
+///
+/// Recorded streams are not in time order: late events (times before what came already) go at
+/// once and do not move the clock back, and the clock follows the latest time seen. A jump
+/// forward of more than [`SPEED_MAX_GAP`] of event time (a first event that was late by days,
+/// a night without traffic) is not waited out: the clock starts again from that event.
+#[derive(Debug)]
+pub struct SpeedClock {
+    speed: f64,
+    /// (event time, due) the clock counts from.
+    anchor: Option<(f64, f64)>,
+    /// The latest event time seen.
+    high: f64,
+}
+
+impl SpeedClock {
+    pub fn new(speed: f64) -> Self {
+        SpeedClock {
+            speed,
+            anchor: None,
+            high: f64::MIN,
+        }
+    }
+
+    /// When the event of time `t` is due, given that it is `now` (both in seconds from the
+    /// pass's start).
+    pub fn due(&mut self, t: f64, now: f64) -> f64 {
+        let Some((t0, d0)) = self.anchor else {
+            self.anchor = Some((t, now));
+            self.high = t;
+            return now;
+        };
+        if t > self.high + SPEED_MAX_GAP {
+            let d = d0 + (self.high - t0) / self.speed;
+            self.anchor = Some((t, d.max(now)));
+            self.high = t;
+            return d.max(now);
+        }
+        self.high = self.high.max(t);
+        d0 + (t - t0).max(0.0) / self.speed
+    }
+}
+
 /// What to replay and how.
 pub struct ReplayPlan {
     pub files: Vec<PathBuf>,
@@ -360,8 +408,10 @@ pub fn replay(
     let mut line = Vec::with_capacity(4096);
     'outer: loop {
         // `--speed` paces each pass from its own start and its own first event's time.
-        let pass_started = started.elapsed().as_secs_f64();
-        let mut first_time: Option<f64> = None;
+        let mut clock = match plan.pace {
+            Pace::Speed(s) => Some(SpeedClock::new(s)),
+            _ => None,
+        };
         let sent_before = n;
         for path in &plan.files {
             let mut r = open_lines(path)?;
@@ -386,10 +436,10 @@ pub fn replay(
                 let due = match plan.pace {
                     Pace::Full => None,
                     Pace::Rate(r) => Some(n as f64 / r),
-                    Pace::Speed(s) => event_time(&line).map(|t| {
-                        let t0 = *first_time.get_or_insert(t);
-                        pass_started + ((t - t0) / s).max(0.0)
-                    }),
+                    Pace::Speed(_) => match (&mut clock, event_time(&line)) {
+                        (Some(c), Some(t)) => Some(c.due(t, started.elapsed().as_secs_f64())),
+                        _ => None,
+                    },
                 };
                 if let Some(due) = due {
                     loop {
@@ -454,6 +504,96 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A producer to `topic` of a one-broker mock cluster whose messages time out after
+    /// `timeout_ms`.
+    fn mock_producer(
+        topic: &str,
+        timeout_ms: u32,
+    ) -> (
+        rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        TopicProducer,
+    ) {
+        let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+        mock.create_topic(topic, 1, 1).unwrap();
+        let mut options = ClientOptions::default();
+        options
+            .0
+            .insert("message.timeout.ms".into(), timeout_ms.to_string());
+        // Back on the broker soon after it is up again.
+        options
+            .0
+            .insert("reconnect.backoff.max.ms".into(), "100".into());
+        let p = TopicProducer::new(&mock.bootstrap_servers(), &options, topic).unwrap();
+        (mock, p)
+    }
+
+    /// Serves the producer until `done`, for at most 60 s.
+    fn serve_until(p: &TopicProducer, done: impl Fn(&Delivery) -> bool) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while !done(&p.delivery) {
+            assert!(Instant::now() < until, "{:?}", p.delivery);
+            p.poll().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn messages_whose_delivery_failed_are_sent_again_and_counted() {
+        let (mock, p) = mock_producer("retried", 3000);
+        // Delivered once, so the producer knows the topic; then the broker goes away.
+        p.send(Some(b"k"), b"first").unwrap();
+        p.flush(Duration::from_secs(30)).unwrap();
+        mock.broker_down(1).unwrap();
+        for i in 0..20 {
+            p.send(Some(b"k"), format!("m{i}").as_bytes()).unwrap();
+        }
+        // The first attempts time out and are sent again; the broker is back at once, before
+        // the second ones time out.
+        serve_until(&p, |d| d.retried.load(Ordering::Relaxed) >= 20);
+        mock.broker_up(1).unwrap();
+        p.flush(Duration::from_secs(30)).unwrap();
+        let d = &p.delivery;
+        assert_eq!(d.acked.load(Ordering::Relaxed), 21);
+        assert_eq!(d.failed.load(Ordering::Relaxed), 0);
+        assert_eq!(d.sent.load(Ordering::Relaxed), 21);
+    }
+
+    #[test]
+    fn messages_never_delivered_count_as_failed_not_acknowledged() {
+        let (mock, p) = mock_producer("lost", 1500);
+        p.send(Some(b"k"), b"first").unwrap();
+        p.flush(Duration::from_secs(30)).unwrap();
+        mock.broker_down(1).unwrap();
+        for i in 0..20 {
+            p.send(Some(b"k"), format!("m{i}").as_bytes()).unwrap();
+        }
+        // Three attempts of 1.5 s each, then given up.
+        p.flush(Duration::from_secs(30)).unwrap();
+        let d = &p.delivery;
+        assert_eq!(d.acked.load(Ordering::Relaxed), 1);
+        assert_eq!(d.failed.load(Ordering::Relaxed), 20);
+        assert_eq!(d.retried.load(Ordering::Relaxed), 40);
+        assert!(d.last_error().is_some());
+    }
+
+    #[test]
+    fn speed_follows_the_latest_time_and_skips_long_gaps() {
+        let mut c = SpeedClock::new(10.0);
+        // A first event late by three days: the next one is not waited for.
+        assert_eq!(c.due(1_000.0, 0.0), 0.0);
+        assert_eq!(c.due(1_000.0 + 3.0 * 86_400.0, 0.1), 0.1);
+        let t = 1_000.0 + 3.0 * 86_400.0;
+        // From there, ten times the recorded pace.
+        assert!((c.due(t + 10.0, 0.2) - 1.1).abs() < 1e-9);
+        assert!((c.due(t + 20.0, 0.3) - 2.1).abs() < 1e-9);
+        // A late event goes at once (due before now) and does not hold the clock back.
+        assert!(c.due(t - 500.0, 2.2) <= 2.2);
+        assert!((c.due(t + 30.0, 2.3) - 3.1).abs() < 1e-9);
+        // A night without events is skipped: due when the last event before it was due.
+        assert!((c.due(t + 30.0 + 8.0 * 3600.0, 3.2) - 3.2).abs() < 1e-9);
+        assert!((c.due(t + 40.0 + 8.0 * 3600.0, 3.3) - 4.2).abs() < 1e-9);
+    }
 
     #[test]
     fn keys_and_times_come_from_properties() {

@@ -677,9 +677,11 @@ impl KafkaSource {
         }))
     }
 
-    /// Copies the catalog's committed positions to Kafka's group offsets.
-    fn commit_offsets(&mut self) {
-        if self.last_offset_commit.elapsed() < self.settings.commit_every {
+    /// Copies the catalog's committed positions to Kafka's group offsets, for lag tools: every
+    /// `offset_commit_interval`, and (`last`) once more, waiting for the broker, when the run
+    /// is caught up or the source closes.
+    fn commit_offsets(&mut self, last: bool) {
+        if !last && self.last_offset_commit.elapsed() < self.settings.commit_every {
             return;
         }
         self.last_offset_commit = Instant::now();
@@ -700,7 +702,12 @@ impl KafkaSource {
             }
         }
         if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            let mode = if last {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            if let Err(e) = consumer.commit(&tpl, mode) {
                 tracing::debug!(error = %e, "copying offsets to Kafka");
             }
         }
@@ -906,9 +913,10 @@ impl Source for KafkaSource {
             if let Some(b) = self.take_ready(max_lines, false)? {
                 return Ok(Some(b));
             }
-            self.commit_offsets();
+            self.commit_offsets(false);
             if drained && self.until_caught_up && self.caught_up()? {
                 tracing::info!("caught up: every assigned partition is read and committed");
+                self.commit_offsets(true);
                 return Ok(None);
             }
             if Instant::now() >= idle_until {
@@ -926,6 +934,7 @@ impl Source for KafkaSource {
     }
 
     fn close(&mut self) {
+        self.commit_offsets(true);
         if let Some(s) = &self.shared {
             s.closing.store(true, Ordering::SeqCst);
         }
