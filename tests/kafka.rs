@@ -754,3 +754,61 @@ fn a_bounded_run_of_a_missing_topic_is_refused() {
         "{err}"
     );
 }
+
+/// Events in one partition of eight, the others idle: a running (unbounded) worker commits
+/// them on its window's age, the idle partitions holding nothing back.
+#[test]
+fn idle_partitions_hold_no_window_back() {
+    let Some(b) = brokers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one-user.ndjson");
+    let lines: Vec<String> = (0..500)
+        .map(|i| {
+            format!(
+                r#"{{"event":"e","properties":{{"time":{},"distinct_id":"one","$insert_id":"i{i}"}}}}"#,
+                1_700_000_000 + i
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let topic = format!("idle-{}", std::process::id());
+    // Keyed by distinct_id: all of them in one partition.
+    assert_eq!(replay(&file, &b, &topic, &[])["acked"], 500);
+    assert_eq!(ends(&b, &topic).iter().filter(|e| **e > 0).count(), 1);
+    let port = free_port();
+    let child = sluice()
+        .args(["run", T, "--no-progress"])
+        .args(sets(dir.path(), &b, &topic, "idle"))
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_sink_rows_total", ""));
+        if rows == Some(500.0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "not committed while seven partitions idle:\n{}",
+                stop_and_log(child)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Committed while the run goes on; a clean stop after.
+    signal(child.id(), "TERM");
+    assert_ok(child.wait_with_output().unwrap());
+    assert_eq!(
+        query_number(
+            T,
+            dir.path(),
+            "SELECT count(DISTINCT mp_insert_id) FROM mp_master_event"
+        ),
+        500
+    );
+}
