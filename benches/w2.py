@@ -11,7 +11,8 @@ Services: the broker at --brokers (127.0.0.1:19092 by default; `scripts/kafka.sh
 does not answer there, stopped again at the end); without --endpoint, a moto server of its own on
 a free port (stopped at the end). Runs itself with .venv's Python and installs
 benches/requirements.txt there when a package is missing. Every topic is new (`w2-...`, deleted
-at the end unless --keep-topics), every run has its own bucket, Glue database, group and state.
+at the end unless --keep-topics), every run has its own bucket, Glue database, group and state (sluice's commit state in the
+bucket, or with --state file in an SQLite file of the run's).
 
 Throughput: `sluice gen` (default settings, messy names and type conflicts; and `--clean`, which
 the peer needs: it does not clean names nor split conflicting types) is replayed into a new
@@ -303,8 +304,9 @@ def sluice_cmd(a, topic, group, bucket, database, state, until_caught_up, max_ag
     sets = [f"sources.events.brokers={a.brokers}", f"sources.events.topics=[{topic}]",
             f"sources.events.group={group}", f"sinks.lake.store.endpoint={a.endpoint}",
             f"sinks.lake.catalog.endpoint={a.endpoint}", f"sinks.lake.store.bucket={bucket}",
-            f"sinks.lake.catalog.database={database}", f"sinks.lake.catalog.state={state}",
-            "operators.dates.timezone=UTC"]
+            f"sinks.lake.catalog.database={database}", "operators.dates.timezone=UTC"]
+    if a.state == "file":
+        sets.append(f"sinks.lake.catalog.state={state}")
     if max_age:
         sets.append(f"sinks.lake.roll.max_age={max_age}s")
     cmd = [a.sluice, "run", TOPOLOGY, "--no-progress"] + (["--until-caught-up"] if until_caught_up else [])
@@ -515,6 +517,8 @@ def main():
     ap.add_argument("--connect-tasks", type=int, default=1, help="tasks.max of the Kafka Connect peer's sink")
     ap.add_argument("--connect-commit-ms", type=int, default=5000,
                     help="Iceberg commit interval of the Kafka Connect peer (iceberg.control.commit.interval-ms)")
+    ap.add_argument("--state", choices=["bucket", "file"], default="bucket",
+                    help="sluice's commit state: in the bucket (the default) or an SQLite file per run")
     ap.add_argument("--keep-topics", action="store_true")
     ap.add_argument("--json", nargs="?", const="-", help="also print the figures as JSON (to a file if given)")
     a = ap.parse_args()

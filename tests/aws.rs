@@ -921,20 +921,16 @@ fn two_workers_sharing_only_the_bucket_split_the_partitions_and_land_each_event_
     // that the group splits the partitions while most events are still to read. The hold
     // stays under the 6 s session, so no one is fenced.
     let a = worker("a", Some(port));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first worker read nothing"
-        );
-        let read = std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_source_lines_total", ""));
-        if read.is_some_and(|n| n > 0.0) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    assert!(
+        wait_for_metric(
+            port,
+            "sluice_source_lines_total",
+            |n| n > 0.0,
+            std::time::Duration::from_millis(2),
+            std::time::Duration::from_secs(60),
+        ),
+        "the first worker read nothing"
+    );
     stop(a.id());
     let b = worker("b", None);
     let joined = wait_for_rebalance(&brokers, "pair", std::time::Duration::from_secs(4));
@@ -999,20 +995,16 @@ fn a_paused_worker_is_fenced_through_the_bucket_and_nothing_is_lost_or_doubled()
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first worker read nothing"
-        );
-        let read = std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_source_lines_total", ""));
-        if read.is_some_and(|n| n > 0.0) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    assert!(
+        wait_for_metric(
+            port,
+            "sluice_source_lines_total",
+            |n| n > 0.0,
+            std::time::Duration::from_millis(20),
+            std::time::Duration::from_secs(60),
+        ),
+        "the first worker read nothing"
+    );
     stop(a.id());
     let log = state_log(&endpoint);
     let zombie = first_claimer(&log);

@@ -227,10 +227,7 @@ fn interrupted(sig: i32, group: &str) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the run ended ({status}) before it could be interrupted");
         }
-        let rows = std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_sink_rows_total", ""));
-        if rows.is_some_and(|n| n >= half) {
+        if metric_at(port, "sluice_sink_rows_total").is_some_and(|n| n >= half) {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -434,17 +431,16 @@ fn a_paused_worker_that_lost_its_partitions_is_fenced_and_nothing_is_lost() {
             .unwrap()
     };
     let a = worker(Some(port));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "the first worker read nothing");
-        let read = std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_source_lines_total", ""));
-        if read.is_some_and(|n| n > 0.0) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_for_metric(
+            port,
+            "sluice_source_lines_total",
+            |n| n > 0.0,
+            Duration::from_millis(20),
+            Duration::from_secs(60),
+        ),
+        "the first worker read nothing"
+    );
     // Pause it: the group drops it after its session times out and gives everything to the
     // second worker, which claims the partitions. Resumed, the first one must not commit.
     // Not while it holds the embedded catalog's write lock (registering a column, committing):
@@ -786,10 +782,7 @@ fn idle_partitions_hold_no_window_back() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let rows = std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .and_then(|_| metric(&http_get(port, "/metrics"), "sluice_sink_rows_total", ""));
-        if rows == Some(500.0) {
+        if metric_at(port, "sluice_sink_rows_total") == Some(500.0) {
             break;
         }
         if Instant::now() > deadline {

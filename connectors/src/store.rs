@@ -121,26 +121,31 @@ impl LocalStore {
     fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
+
+    /// `data` written whole and synced under a hidden name beside `path` (its folder made if
+    /// missing): the name, for the caller to move or link into place.
+    fn write_beside(&self, path: &Path, data: &[u8]) -> Result<PathBuf> {
+        use std::io::Write;
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let tmp = scratch_beside(path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(data)
+            .context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .context(|| format!("syncing {}", tmp.display()))?;
+        Ok(tmp)
+    }
 }
 
 impl ObjectStore for LocalStore {
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let tmp = scratch_beside(&path);
-        {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .context(|| format!("creating {}", tmp.display()))?;
-            f.write_all(data)
-                .context(|| format!("writing {}", tmp.display()))?;
-            f.sync_all()
-                .context(|| format!("syncing {}", tmp.display()))?;
-        }
+        let tmp = self.write_beside(&path, data)?;
         std::fs::rename(&tmp, &path).context(|| format!("renaming to {}", path.display()))?;
         Ok(())
     }
@@ -181,21 +186,7 @@ impl ObjectStore for LocalStore {
         // Written whole beside its name, then linked to it: link(2) fails when the name
         // exists, so of racing writers one wins, and a reader never sees half an object.
         let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let tmp = scratch_beside(&path);
-        {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .context(|| format!("creating {}", tmp.display()))?;
-            f.write_all(data)
-                .context(|| format!("writing {}", tmp.display()))?;
-            f.sync_all()
-                .context(|| format!("syncing {}", tmp.display()))?;
-        }
+        let tmp = self.write_beside(&path, data)?;
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match linked {

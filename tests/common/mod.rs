@@ -316,3 +316,29 @@ pub fn signal(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} {pid}");
 }
+
+/// The value of the first series of `name` at the `/metrics` endpoint on `port` (None while
+/// nothing listens there).
+pub fn metric_at(port: u16, name: &str) -> Option<f64> {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .ok()
+        .and_then(|_| metric(&http_get(port, "/metrics"), name, ""))
+}
+
+/// Polls `name` at `port` every `every` until `done` holds of it; `false` after `within`.
+pub fn wait_for_metric(
+    port: u16,
+    name: &str,
+    done: impl Fn(f64) -> bool,
+    every: Duration,
+    within: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if metric_at(port, name).is_some_and(&done) {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    false
+}

@@ -357,19 +357,11 @@ impl ObjectStore for S3Store {
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
-        let fail =
-            |e: String| EngineError::external(format!("S3 get s3://{}/{key}", self.bucket), e);
-        runtime()?.block_on(async {
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| fail(describe(&e)))?;
-            let body = out.body.collect().await.map_err(|e| fail(e.to_string()))?;
-            Ok(body.into_bytes().to_vec())
+        self.get_if_exists(key)?.ok_or_else(|| {
+            EngineError::external(
+                format!("S3 get s3://{}/{key}", self.bucket),
+                "no such object",
+            )
         })
     }
 

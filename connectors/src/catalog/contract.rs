@@ -40,7 +40,8 @@ on_every_catalog!(
     a_commit_claimed_away_or_resolved_takes_nothing_more,
 );
 
-fn pos(p: &str, expected: u64, next: u64) -> SourcePosition {
+/// A position of partition `p` of source `src`.
+pub(super) fn pos(p: &str, expected: u64, next: u64) -> SourcePosition {
     SourcePosition {
         source: "src".into(),
         partition: p.into(),

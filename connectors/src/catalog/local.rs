@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use sluice_engine::commit::CommitStage;
 use sluice_engine::component::{
-    ColumnAssignment, ColumnDef, ColumnRequest, ProposeColumn, ProposeTable, TableDef,
+    ColumnAssignment, ColumnDef, ColumnRequest, ProposeTable, TableDef,
 };
 use sluice_engine::ownership::Claim;
 use sluice_engine::{EngineError, Result, TypeClass};
@@ -528,24 +528,6 @@ impl Catalog for LocalCatalog {
             tx.commit().map_err(db_err("committing a table"))?;
             Ok(def)
         })
-    }
-
-    fn column(
-        &self,
-        table: i64,
-        raw: &str,
-        class: TypeClass,
-        max_columns: u32,
-        propose: ProposeColumn<'_>,
-    ) -> Result<ColumnAssignment> {
-        let wanted = [ColumnRequest {
-            raw,
-            class,
-            propose,
-        }];
-        let mut got = self.columns(table, &wanted, max_columns)?;
-        got.pop()
-            .ok_or_else(|| EngineError::Internal("no column assigned".into()))
     }
 
     fn columns(

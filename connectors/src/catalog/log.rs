@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use sluice_engine::commit::CommitStage;
 use sluice_engine::component::{
-    ColumnAssignment, ColumnDef, ColumnRequest, ProposeColumn, ProposeTable, TableDef,
+    ColumnAssignment, ColumnDef, ColumnRequest, ProposeTable, TableDef,
 };
 use sluice_engine::ownership::{worker_id, Claim};
 use sluice_engine::{EngineError, Result, TypeClass};
@@ -411,24 +411,6 @@ impl Catalog for LogCatalog {
         })
     }
 
-    fn column(
-        &self,
-        table: i64,
-        raw: &str,
-        class: TypeClass,
-        max_columns: u32,
-        propose: ProposeColumn<'_>,
-    ) -> Result<ColumnAssignment> {
-        let wanted = [ColumnRequest {
-            raw,
-            class,
-            propose,
-        }];
-        self.columns(table, &wanted, max_columns)?
-            .pop()
-            .ok_or_else(|| EngineError::Internal("no column assigned".into()))
-    }
-
     fn columns(
         &self,
         table: i64,
@@ -533,21 +515,13 @@ impl Catalog for LogCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::contract::pos;
     use crate::store::{LocalStore, Upload};
 
     const ROOT: &str = "7/_sluice/state/";
 
     fn open(dir: &std::path::Path) -> LogCatalog {
         LogCatalog::open(Arc::new(LocalStore::open(dir).unwrap()), ROOT).unwrap()
-    }
-
-    fn pos(p: &str, expected: u64, next: u64) -> SourcePosition {
-        SourcePosition {
-            source: "src".into(),
-            partition: p.into(),
-            expected,
-            next_offset: next,
-        }
     }
 
     /// Workers on separate machines, each with its own catalog over one store, race to claim
@@ -694,47 +668,65 @@ mod tests {
         );
     }
 
-    /// A store whose conditional writes succeed but whose answers are lost, so the client's
-    /// retry is refused (what S3 does when a connection drops after the write landed).
-    struct LostAnswers(LocalStore);
+    /// A local store whose conditional writes misbehave as some stores and networks do.
+    enum Faulty {
+        /// The log's writes land but their answers are lost, so the client's retry is refused
+        /// (what S3 does when a connection drops after the write landed).
+        LostAnswers(LocalStore),
+        /// Overwrites whatever the condition says.
+        NoConditions(LocalStore),
+    }
 
-    impl ObjectStore for LostAnswers {
+    impl Faulty {
+        fn inner(&self) -> &LocalStore {
+            match self {
+                Faulty::LostAnswers(s) | Faulty::NoConditions(s) => s,
+            }
+        }
+    }
+
+    impl ObjectStore for Faulty {
         fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-            self.0.put(key, data)
+            self.inner().put(key, data)
         }
         fn delete(&self, key: &str) -> Result<()> {
-            self.0.delete(key)
+            self.inner().delete(key)
         }
         fn exists(&self, key: &str) -> Result<bool> {
-            self.0.exists(key)
+            self.inner().exists(key)
         }
         fn get(&self, key: &str) -> Result<Vec<u8>> {
-            self.0.get(key)
+            self.inner().get(key)
         }
         fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>> {
-            self.0.get_if_exists(key)
+            self.inner().get_if_exists(key)
         }
         fn create(&self, key: &str, data: &[u8]) -> Result<bool> {
-            if key.contains("/log/") {
-                self.0.create(key, data)?;
+            match self {
+                Faulty::LostAnswers(s) => {
+                    if key.contains("/log/") {
+                        s.create(key, data)?;
+                    }
+                    s.create(key, data)
+                }
+                Faulty::NoConditions(s) => s.put(key, data).map(|()| true),
             }
-            self.0.create(key, data)
         }
         fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-            self.0.list(prefix)
+            self.inner().list(prefix)
         }
         fn url(&self, key: &str) -> String {
-            self.0.url(key)
+            self.inner().url(key)
         }
         fn upload(&self, key: &str) -> Result<Box<dyn Upload>> {
-            self.0.upload(key)
+            self.inner().upload(key)
         }
     }
 
     #[test]
     fn a_write_refused_only_because_it_had_landed_counts_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(LostAnswers(LocalStore::open(dir.path()).unwrap()));
+        let store = Arc::new(Faulty::LostAnswers(LocalStore::open(dir.path()).unwrap()));
         let cat = LogCatalog::open(store, ROOT).unwrap();
         cat.claim("sink", "A", "src", &["t/0".into()]).unwrap();
         let key = [("src".to_string(), "t/0".to_string())];
@@ -754,43 +746,10 @@ mod tests {
         );
     }
 
-    /// A store that overwrites whatever the condition says.
-    struct NoConditions(LocalStore);
-
-    impl ObjectStore for NoConditions {
-        fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-            self.0.put(key, data)
-        }
-        fn delete(&self, key: &str) -> Result<()> {
-            self.0.delete(key)
-        }
-        fn exists(&self, key: &str) -> Result<bool> {
-            self.0.exists(key)
-        }
-        fn get(&self, key: &str) -> Result<Vec<u8>> {
-            self.0.get(key)
-        }
-        fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>> {
-            self.0.get_if_exists(key)
-        }
-        fn create(&self, key: &str, data: &[u8]) -> Result<bool> {
-            self.0.put(key, data).map(|()| true)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-            self.0.list(prefix)
-        }
-        fn url(&self, key: &str) -> String {
-            self.0.url(key)
-        }
-        fn upload(&self, key: &str) -> Result<Box<dyn Upload>> {
-            self.0.upload(key)
-        }
-    }
-
     #[test]
     fn a_store_that_ignores_conditional_writes_is_refused_before_the_first_write() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(NoConditions(LocalStore::open(dir.path()).unwrap()));
+        let store = Arc::new(Faulty::NoConditions(LocalStore::open(dir.path()).unwrap()));
         // Reading writes nothing, and needs no check.
         let cat = LogCatalog::open(store, ROOT).unwrap();
         assert!(cat.positions("sink").unwrap().is_empty());

@@ -112,7 +112,8 @@ pub trait Catalog: Send + Sync {
         system: &[(&str, TypeClass)],
         propose: ProposeTable<'_>,
     ) -> Result<TableDef>;
-    /// Same contract as [`sluice_engine::component::SchemaRegistry::column`].
+    /// Same contract as [`sluice_engine::component::SchemaRegistry::column`]: one column
+    /// asked of [`Self::columns`].
     fn column(
         &self,
         table: i64,
@@ -120,7 +121,16 @@ pub trait Catalog: Send + Sync {
         class: TypeClass,
         max_columns: u32,
         propose: ProposeColumn<'_>,
-    ) -> Result<ColumnAssignment>;
+    ) -> Result<ColumnAssignment> {
+        let wanted = [ColumnRequest {
+            raw,
+            class,
+            propose,
+        }];
+        self.columns(table, &wanted, max_columns)?
+            .pop()
+            .ok_or_else(|| sluice_engine::EngineError::Internal("no column assigned".into()))
+    }
     /// Same contract as [`sluice_engine::component::SchemaRegistry::columns`].
     fn columns(
         &self,
