@@ -281,7 +281,8 @@ impl LogCatalog {
     /// Decides against the state at the log's head and writes the operation decided, until a
     /// write succeeds. With `cached`, an answer from the state as already read is taken
     /// without reading the log first: for facts that never change once made (a table, a
-    /// column, a partition number).
+    /// column, a partition number); anything else the state as read cannot answer (a table
+    /// another worker made, not read yet) is decided again at the head.
     fn transact<R>(
         &self,
         cached: bool,
@@ -289,7 +290,7 @@ impl LogCatalog {
     ) -> Result<R> {
         let mut s = self.lock()?;
         if cached {
-            if let Step::Answer(r) = decide(&s)? {
+            if let Ok(Step::Answer(r)) = decide(&s) {
                 return Ok(r);
             }
         }
@@ -418,12 +419,6 @@ impl Catalog for LogCatalog {
         max_columns: u32,
     ) -> Result<Vec<ColumnAssignment>> {
         let at = now();
-        // A table made by another worker is not in this one's state until it reads the log.
-        let mut s = self.lock()?;
-        if !s.tables.contains_key(&table) {
-            self.catch_up(&mut s, None)?;
-        }
-        drop(s);
         self.transact(true, |s| s.decide_columns(table, wanted, max_columns, &at))
     }
 
