@@ -9,7 +9,7 @@ For each run it measures, from the OS (wait4), the wall time, the user+system CP
 the peak RSS of the measured process, and prints medians: events/s, MB/s of input, events per
 CPU-second, peak RSS. Inputs come from `sluice gen` (default settings, messy) and from
 `sluice gen --clean` (the peer cannot read the messy names: DuckDB rejects `Duplicate name`).
-DuckDB (the Python package, from .venv when present) converts the clean NDJSON to Parquet
+DuckDB (the Python package, installed into .venv when missing) converts the clean NDJSON to Parquet
 partitioned by mp_date in one process of its own; it does no name cleaning and keeps no
 catalog, so it does less work than sluice does. sluice runs twice over: with the default
 runtime (a decoder per core, batches put back in order) and with `runtime.workers: 1` (the
@@ -26,6 +26,22 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(ROOT, ".venv")
+VENV_PY = os.path.join(VENV, "bin", "python")
+
+
+def ensure_duckdb(python):
+    """The peer's Python: `python` if given, else .venv's, made and given DuckDB
+    (benches/requirements.txt) when missing."""
+    if python:
+        return python
+    if not os.path.exists(VENV_PY):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    if subprocess.run([VENV_PY, "-c", "import duckdb"], capture_output=True).returncode != 0:
+        print("installing DuckDB into .venv (benches/requirements.txt)", file=sys.stderr)
+        subprocess.run([VENV_PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "-r", os.path.join(ROOT, "benches", "requirements.txt")], check=True)
+    return VENV_PY
 
 DUCKDB = r"""
 import sys, duckdb
@@ -104,7 +120,7 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(a.sluice):
         sys.exit(f"no binary at {a.sluice}: cargo build --release (or pass --sluice)")
-    py = a.python or next((p for p in [os.path.join(ROOT, ".venv/bin/python")] if os.path.exists(p)), sys.executable)
+    py = ensure_duckdb(a.python)
     work = tempfile.mkdtemp(prefix="sluice-w1-")
     try:
         inputs = {}

@@ -138,7 +138,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1_700_000_000)]
         start: i64,
         /// Days the events span.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 2.0)]
         days: f64,
         /// No awkward names and no type conflicts.
         #[arg(long)]

@@ -37,10 +37,10 @@ impl Default for GenOptions {
             seed: 7,
             bad_fraction: 0.0,
             late_fraction: 0.01,
-            ms_fraction: 0.1,
+            ms_fraction: 0.02,
             start: 1_700_000_000,
-            days: 1.0,
-            users: 5000,
+            days: 2.0,
+            users: 50_000,
             clean: false,
             distinct_props: 0,
         }
@@ -79,34 +79,49 @@ impl Rng {
     }
 }
 
+/// Event names, most frequent first: event `i` is drawn with weight `1 / (i + 1)^0.9`, a heavy
+/// head as in real product analytics.
 const EVENTS: &[&str] = &[
     "Page View",
     "$mp_web_page_view",
     "$identify",
+    "$create_alias",
     "Sign Up",
     "Signed In",
     "Log Out",
     "Add To Cart",
+    "Remove From Cart",
     "Checkout Started",
     "Purchase",
+    "Purchase Completed",
     "Refund",
     "Search",
     "Search Results Viewed",
     "Video Play",
+    "Video Paused",
     "Video Completed",
     "Button Clicked",
     "App Open",
+    "App Backgrounded",
     "$ae_session",
+    "$ae_first_open",
     "Error",
     "API Error (5xx)",
+    "Subscription Renewed",
     "Plan Upgraded",
+    "Plan Downgraded",
     "Invite Sent",
+    "Invite Accepted",
     "Notification Opened",
+    "Push Received",
     "Share",
+    "Like",
     "Comment Posted",
     "File Uploaded",
     "Export CSV",
     "Settings Changed",
+    "Onboarding Step 1",
+    "Onboarding Step 2",
     "Onboarding-Complete",
     "cloud.route",
     "SearchEvent",
@@ -116,31 +131,46 @@ const EVENTS: &[&str] = &[
     "ÜberEvent",
     "1st Launch",
     "order",
+    "select",
     "Trial Started",
+    "Trial Ended",
+    "Feature Flag Evaluated",
+    "Experiment Exposure",
+    "Cart Viewed",
+    "Wishlist Added",
     "Coupon Applied",
     "Payment Failed",
     "Support Ticket Opened",
 ];
-const CITIES: &[&str] = &[
-    "San Francisco",
-    "New York",
-    "London",
-    "Paris",
-    "Berlin",
-    "São Paulo",
-    "Tokyo",
-    "東京",
-    "Mumbai",
-    "Zürich",
-    "Kraków",
-    "Reykjavík",
-    "Lagos",
-    "Sydney",
-    "Toronto",
-    "Москва",
+/// `None`: a city the SDK could not tell (`null`).
+const CITIES: &[Option<&str>] = &[
+    Some("San Francisco"),
+    Some("New York"),
+    Some("London"),
+    Some("Paris"),
+    Some("Berlin"),
+    Some("São Paulo"),
+    Some("Tokyo"),
+    Some("東京"),
+    Some("Mumbai"),
+    Some("Zürich"),
+    Some("Kraków"),
+    Some("Reykjavík"),
+    Some("Lagos"),
+    Some("Sydney"),
+    Some("Toronto"),
+    Some("Москва"),
+    None,
 ];
 const COUNTRIES: &[&str] = &[
-    "US", "US", "GB", "FR", "DE", "BR", "JP", "JP", "IN", "CH", "PL", "IS", "NG", "AU", "CA", "RU",
+    "US", "US", "US", "GB", "FR", "DE", "BR", "JP", "IN", "CH", "PL", "IS", "NG", "AU", "CA", "RU",
+];
+const REGIONS: &[Option<&str>] = &[
+    Some("California"),
+    Some("Île-de-France"),
+    Some("Bavaria"),
+    Some("Ontario"),
+    None,
 ];
 const BROWSERS: &[&str] = &[
     "Chrome",
@@ -149,6 +179,7 @@ const BROWSERS: &[&str] = &[
     "Edge",
     "Mobile Safari",
     "Samsung Internet",
+    "Opera",
 ];
 const OSES: &[&str] = &[
     "Windows",
@@ -162,11 +193,26 @@ const LIBS: &[&str] = &[
     "web", "iphone", "android", "python", "node", "ruby", "java", "go",
 ];
 const PLANS: &[&str] = &["free", "pro", "team", "enterprise", "trial"];
+const CURRENCIES: &[&str] = &["USD", "EUR", "GBP", "JPY", "BRL"];
+const REFERRERS: &[&str] = &[
+    "$direct",
+    "https://www.google.com/",
+    "https://t.co/",
+    "https://news.ycombinator.com/",
+    "https://www.bing.com/search?q=analytics",
+    "https://duckduckgo.com/",
+];
 const WORDS: &[&str] = &[
     "alpha",
     "beta",
     "gamma",
     "delta",
+    "epsilon",
+    "zeta",
+    "theta",
+    "lambda",
+    "sigma",
+    "omega",
     "naïve",
     "façade",
     "emoji 🎉",
@@ -176,6 +222,7 @@ const WORDS: &[&str] = &[
     "line\nbreak",
     "中文",
 ];
+/// Property names that exercise the cleaning rules (one of them 150 characters long).
 const ODD_NAMES: &[&str] = &[
     "Plan Type",
     "item-price",
@@ -195,12 +242,16 @@ const ODD_NAMES: &[&str] = &[
     "Ünïcödé key",
     "constraint",
     "type",
+    "index",
     "select",
+    "from",
     "with/slash",
     "semi;colon",
     "tab\tname",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     "dup name",
     "Dup Name",
+    "DUP-NAME",
     "Time",
 ];
 const BAD_LINES: &[&str] = &[
@@ -211,21 +262,127 @@ const BAD_LINES: &[&str] = &[
     r#"{"event": 42, "properties": {"time": 1700000000}}"#,
     r#"["an", "array"]"#,
     r#"{"event": "No Time", "properties": {"distinct_id": "u"}}"#,
+    "",
+    r#""just a string""#,
+    r#"{"event": "Truncated", "properties": {"time": 17000"#,
 ];
 
 fn s(v: &str) -> serde_json::Value {
     serde_json::Value::String(v.to_string())
 }
 
-/// One event as a JSON object (property order is insertion order).
+fn opt(v: Option<&str>) -> serde_json::Value {
+    v.map(s).unwrap_or(serde_json::Value::Null)
+}
+
+impl Rng {
+    /// An index drawn with weight `1 / (i + 1)^0.9`.
+    fn heavy_head(&mut self, n: usize) -> usize {
+        let w = |i: usize| 1.0 / ((i + 1) as f64).powf(0.9);
+        let total: f64 = (0..n).map(w).sum();
+        let mut x = self.f() * total;
+        for i in 0..n {
+            x -= w(i);
+            if x < 0.0 {
+                return i;
+            }
+        }
+        n - 1
+    }
+    /// `k` distinct elements of `xs`, in the order drawn.
+    fn sample<'a>(&mut self, xs: &[&'a str], k: usize) -> Vec<&'a str> {
+        let mut pool = xs.to_vec();
+        let mut out = Vec::with_capacity(k);
+        for _ in 0..k.min(pool.len()) {
+            let i = self.below(pool.len() as u64) as usize;
+            out.push(pool.swap_remove(i));
+        }
+        out
+    }
+    /// Uniform in [lo, hi), rounded to `digits` decimals.
+    fn uniform(&mut self, lo: f64, hi: f64, digits: i32) -> f64 {
+        let p = 10f64.powi(digits);
+        ((lo + self.f() * (hi - lo)) * p).round() / p
+    }
+}
+
+/// The custom properties of an event, by kind (its name's place in [`EVENTS`], modulo 6).
+fn custom(r: &mut Rng, kind: usize, p: &mut serde_json::Map<String, serde_json::Value>) {
+    use serde_json::{json, Value};
+    match kind {
+        0 => {
+            p.insert("plan".into(), s(r.pick(PLANS)));
+            p.insert("Plan Type".into(), s(r.pick(&["monthly", "annual"])));
+            p.insert("seats".into(), json!(r.range(1, 500)));
+        }
+        1 => {
+            let n = r.range(0, 4);
+            let mut total = 0.0;
+            let items: Vec<Value> = (0..n)
+                .map(|_| {
+                    let qty = r.range(1, 5);
+                    let price = r.uniform(1.0, 300.0, 2);
+                    total += price * qty as f64;
+                    json!({"sku": format!("SKU-{}", r.hex(6)), "qty": qty, "price": price,
+                           "tags": r.sample(WORDS, 2)})
+                })
+                .collect();
+            p.insert("items".into(), Value::Array(items));
+            let coupon = if r.f() < 0.7 {
+                Value::Null
+            } else {
+                s("SAVE10")
+            };
+            p.insert(
+                "cart".into(),
+                json!({"total": (total * 100.0).round() / 100.0, "currency": r.pick(CURRENCIES),
+                       "coupon": coupon}),
+            );
+            p.insert("item-price".into(), json!(r.uniform(1.0, 300.0, 2)));
+            p.insert("Price ($)".into(), json!(r.range(1, 999)));
+        }
+        2 => {
+            let k = r.range(1, 3) as usize;
+            p.insert("query".into(), s(&r.sample(WORDS, k).join(" ")));
+            p.insert("results".into(), json!(r.range(0, 1000)));
+            let category = [Some("shoes"), Some("books"), None][r.below(3) as usize];
+            p.insert(
+                "filters".into(),
+                json!({"category": opt(category), "sort": r.pick(&["price", "rank"]),
+                       "facets": {"color": r.sample(&["red", "blue", "green"], 2)}}),
+            );
+        }
+        3 => {
+            p.insert("duration_ms".into(), json!(r.range(10, 3_600_000)));
+            p.insert("autoplay".into(), json!(r.f() < 0.5));
+            p.insert(
+                "quality".into(),
+                s(r.pick(&["240p", "720p", "1080p", "4k"])),
+            );
+        }
+        4 => {
+            p.insert(
+                "error_code".into(),
+                json!(r.pick(&[400, 401, 403, 404, 500, 502, 503])),
+            );
+            p.insert("message".into(), s(&format!("{} failed", r.pick(WORDS))));
+            p.insert("retryable".into(), json!(r.f() < 0.3));
+        }
+        _ => {
+            let k = r.range(0, 4) as usize;
+            p.insert("tags".into(), json!(r.sample(WORDS, k)));
+            p.insert("score".into(), json!(r.f() * 100.0));
+        }
+    }
+}
+
+/// One event as a JSON object (property order is insertion order): the shape of
+/// `../shared/tools/gen_events.py` (about 740 bytes and 24 properties), with its own random
+/// stream.
 fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
     use serde_json::{json, Map, Value};
-    let name = {
-        // A heavy head: the first events dominate, as in real product analytics.
-        let x = r.f();
-        let i = ((x * x * x) * EVENTS.len() as f64) as usize;
-        EVENTS[i.min(EVENTS.len() - 1)]
-    };
+    let kind = r.heavy_head(EVENTS.len());
+    let name = EVENTS[kind];
     let span = (o.days * 86_400.0) as i64;
     let mut t =
         o.start + (span as f64 * seq as f64 / o.events.max(1) as f64) as i64 + r.range(-30, 30);
@@ -237,7 +394,7 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
     let mut p = Map::new();
     p.insert(
         "time".into(),
-        if r.f() < o.ms_fraction {
+        if !o.clean && r.f() < o.ms_fraction {
             json!(t * 1000 + r.range(0, 999))
         } else {
             json!(t)
@@ -267,13 +424,21 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
             r.range(0, 9)
         )),
     );
-    p.insert("$city".into(), s(CITIES[city]));
-    p.insert("mp_country_code".into(), s(COUNTRIES[city]));
-    p.insert("$browser".into(), s(r.pick(BROWSERS)));
+    p.insert("$city".into(), opt(CITIES[city]));
     p.insert(
-        "$browser_version".into(),
-        json!(r.pick(&[120.0, 121.0, 17.4, 123.0])),
+        "mp_country_code".into(),
+        s(COUNTRIES[city % COUNTRIES.len()]),
     );
+    p.insert("$region".into(), opt(r.pick(REGIONS)));
+    p.insert("$browser".into(), s(r.pick(BROWSERS)));
+    let version = match r.below(5) {
+        0 => json!(120),
+        1 => json!(121),
+        2 => json!(122),
+        3 => json!(17.4),
+        _ => json!(123.0),
+    };
+    p.insert("$browser_version".into(), version);
     p.insert("$os".into(), s(r.pick(OSES)));
     p.insert(
         "$screen_width".into(),
@@ -287,48 +452,34 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
         "$current_url".into(),
         s(&format!(
             "https://example.com/{}?ref={}",
-            r.pick(&["", "pricing", "docs/start"]),
+            r.pick(&["", "pricing", "docs/start", "blog/2024/launch"]),
             r.hex(4)
         )),
     );
+    p.insert("$initial_referrer".into(), s(r.pick(REFERRERS)));
+    p.insert(
+        "$initial_referring_domain".into(),
+        s(r.pick(&["$direct", "www.google.com", "t.co"])),
+    );
     p.insert("$mp_api_endpoint".into(), s("api.mixpanel.com"));
+    p.insert(
+        "$mp_api_timestamp_ms".into(),
+        json!(t * 1000 + r.range(0, 2000)),
+    );
     if r.f() < 0.3 {
         p.insert("$user_id".into(), s(&format!("user-{user}")));
         p.insert(
             "utm_source".into(),
             s(r.pick(&["google", "newsletter", "twitter"])),
         );
+        p.insert(
+            "utm_campaign".into(),
+            s(r.pick(&["spring_sale", "launch-2024", "Black Friday"])),
+        );
     }
-    match EVENTS.iter().position(|e| *e == name).unwrap_or(0) % 5 {
-        0 => {
-            p.insert("plan".into(), s(r.pick(PLANS)));
-            p.insert("seats".into(), json!(r.range(1, 500)));
-        }
-        1 => {
-            let n = r.range(0, 3);
-            let items: Vec<Value> = (0..n)
-                .map(|_| json!({"sku": format!("SKU-{}", r.hex(6)), "qty": r.range(1, 5), "tags": [r.pick(WORDS), r.pick(WORDS)]}))
-                .collect();
-            p.insert("items".into(), Value::Array(items));
-            p.insert(
-                "cart".into(),
-                json!({"currency": r.pick(&["USD", "EUR", "JPY"]), "coupon": Value::Null}),
-            );
-        }
-        2 => {
-            p.insert("query".into(), s(r.pick(WORDS)));
-            p.insert("results".into(), json!(r.range(0, 1000)));
-        }
-        3 => {
-            p.insert("duration_ms".into(), json!(r.range(10, 3_600_000)));
-            p.insert("autoplay".into(), json!(r.f() < 0.5));
-        }
-        _ => {
-            p.insert("error_code".into(), json!(r.pick(&[400, 404, 500, 503])));
-            p.insert("message".into(), s(&format!("{} failed", r.pick(WORDS))));
-        }
-    }
+    custom(r, kind % 6, &mut p);
     if !o.clean {
+        // Type conflicts: one name, several JSON types across events.
         let x = r.f();
         if x < 0.05 {
             p.insert("zip".into(), json!(r.range(10000, 99999)));
@@ -339,25 +490,28 @@ fn event(r: &mut Rng, o: &GenOptions, seq: u64) -> serde_json::Value {
             );
         }
         if r.f() < 0.04 {
-            let v = match r.below(6) {
+            let v = match r.below(7) {
                 0 => json!(true),
-                1 => s("yes"),
-                2 => json!(1),
-                3 => Value::Null,
-                4 => json!([1, 2]),
+                1 => json!(false),
+                2 => s("yes"),
+                3 => json!(1),
+                4 => Value::Null,
+                5 => json!([1, 2]),
                 _ => json!({"on": true}),
             };
             p.insert("flag".into(), v);
         }
+        // Awkward names, rarely.
         if r.f() < 0.15 {
-            for _ in 0..r.range(1, 3) {
-                let k = r.pick(ODD_NAMES).to_string();
-                let v = match r.below(3) {
+            let k = r.range(1, 3) as usize;
+            for name in r.sample(ODD_NAMES, k) {
+                let v = match r.below(4) {
                     0 => json!(r.range(0, 1_000_000)),
                     1 => s(r.pick(WORDS)),
-                    _ => json!(r.f() < 0.5),
+                    2 => json!(r.f() < 0.5),
+                    _ => json!(r.uniform(-1e3, 1e3, 3)),
                 };
-                p.insert(k, v);
+                p.insert(name.to_string(), v);
             }
         }
     }

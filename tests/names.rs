@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use sluice_engine::batch::{Batch, Event, NameRef, Position, Prop, Value, NO_COLUMN};
+use sluice_engine::batch::{Batch, Events, FragIndex, NameRef, Position, Value};
 use sluice_engine::component::Operator;
 use sluice_operators::clean_name::CleanName;
 use sluice_operators::memory_registry::MemoryRegistry;
@@ -45,21 +45,20 @@ proptest! {
     fn distinct_raw_names_never_share_a_column(raws in proptest::collection::vec(raw_name(), 1..40)) {
         let reg = Arc::new(MemoryRegistry::new());
         let mut ti = TypeInfer::new(reg.clone(), SchemaMode::Monoschema, 9500);
-        let events: Vec<Event> = raws.iter().map(|r| Event {
-            name: NameRef::intern("E"),
-            time_us: 0,
-            distinct_id: None,
-            props: vec![Prop { name: NameRef::intern(r), value: Value::String("v".into()), column: NO_COLUMN, overflow: false }],
-            table: None,
-            date: None,
-            pos: Position { partition: 0, offset: 0 },
-        }).collect();
+        let mut events = Events::default();
+        let mut index = FragIndex::default();
+        for (i, r) in raws.iter().enumerate() {
+            let pos = Position { partition: 0, offset: i as u64 };
+            let props = [(NameRef::intern(r), Value::String("v".into()))];
+            events.push_event(&mut index, NameRef::intern("E"), 0, pos, None, &props);
+        }
         let mut b = Batch { events, ..Default::default() };
         CleanName.process(&mut b).unwrap();
         ti.process(&mut b).unwrap();
         let mut by_column: HashMap<u32, &str> = HashMap::new();
         for (e, r) in b.events.iter().zip(&raws) {
-            let col = e.props[0].column;
+            let (frag, _, _) = e.props().next().expect("one property");
+            let col = b.events.props[frag as usize].column_in(0).expect("a column").ordinal;
             if let Some(prev) = by_column.insert(col, r) {
                 prop_assert_eq!(prev, r.as_str(), "two raw names share column {}", col);
             }

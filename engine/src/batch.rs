@@ -1,6 +1,10 @@
 //! What flows between components: batches of events, never one event per message.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
+
+pub use crate::events::{
+    EventRef, Events, Frag, FragColumn, FragIndex, FragValues, Texts, ValueRef,
+};
 
 /// Where an event came from: a source partition (a Kafka partition, one input file) and the
 /// offset in it (a Kafka offset, a line number). Partitions are numbered per run by
@@ -61,6 +65,12 @@ impl NameRef {
     /// The raw name, borrowed for as long as the process lives.
     pub fn raw_static(self) -> &'static str {
         &self.0.raw
+    }
+
+    /// The cleaned name, once `clean-name` has seen it, borrowed for as long as the process
+    /// lives.
+    pub fn clean_static(self) -> Option<&'static str> {
+        self.0.clean()
     }
 
     /// Identity of the name: equal for equal raw names, for the life of the process.
@@ -169,20 +179,6 @@ impl Value {
     }
 }
 
-/// Sentinel for a property that has no column yet.
-pub const NO_COLUMN: u32 = u32::MAX;
-
-/// One property of an event, and the column it was given by `type-infer`.
-#[derive(Clone, Debug)]
-pub struct Prop {
-    pub name: NameRef,
-    pub value: Value,
-    /// Column ordinal in the event's table, or [`NO_COLUMN`].
-    pub column: u32,
-    /// The table's column limit was reached: the value goes into `mp_properties`.
-    pub overflow: bool,
-}
-
 /// The table an event goes to, as the schema registry assigned it.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TableRef {
@@ -190,23 +186,6 @@ pub struct TableRef {
     pub name: String,
     /// `mp_event_name` holds the cleaned event name rather than the original (SPEC §12 D1).
     pub cleaned_event_name: bool,
-}
-
-/// One decoded event.
-#[derive(Clone, Debug)]
-pub struct Event {
-    /// The event name as it arrived.
-    pub name: NameRef,
-    /// UTC time of the event, in microseconds since the epoch.
-    pub time_us: i64,
-    pub distinct_id: Option<Text>,
-    pub props: Vec<Prop>,
-    /// Set by `type-infer`.
-    pub table: Option<Arc<TableRef>>,
-    /// The calendar day in the project timezone, as days since 1970-01-01; set by
-    /// `partition-by-date`.
-    pub date: Option<i32>,
-    pub pos: Position,
 }
 
 /// A line that could not become an event, with why, and where it came from.
@@ -256,7 +235,7 @@ impl RawLines {
 pub struct Batch {
     /// Undecoded lines from a source; the decoder empties it into `events` and `dead`.
     pub raw: RawLines,
-    pub events: Vec<Event>,
+    pub events: Events,
     pub dead: Vec<DeadLetter>,
     /// Events dropped on purpose by filters (counted, not dead letters).
     pub filtered: u64,

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod commit;
 pub mod component;
 pub mod error;
+pub mod events;
 pub mod format;
 pub mod ownership;
 pub mod registry;
@@ -24,5 +25,8 @@ pub mod stats;
 pub mod topology;
 pub mod units;
 
-pub use batch::{Batch, DeadLetter, Event, Name, NameRef, Position, Prop, Text, TypeClass, Value};
+pub use batch::{
+    Batch, DeadLetter, Events, Frag, FragValues, Name, NameRef, Position, Text, TypeClass, Value,
+    ValueRef,
+};
 pub use error::{EngineError, Result};

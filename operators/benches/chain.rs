@@ -145,9 +145,9 @@ fn bench(c: &mut Criterion, input: &[Batch], lines: u64) {
         "every line is an event or a dead letter"
     );
     assert!(
-        out.iter()
-            .flat_map(|b| &b.events)
-            .all(|e| e.table.is_some() && e.date.is_some()),
+        out.iter().all(
+            |b| b.events.table.len() == b.events.len() && b.events.date.len() == b.events.len()
+        ),
         "every event has a table and a date"
     );
     println!(

@@ -40,11 +40,16 @@ pub struct CleanName;
 
 impl Operator for CleanName {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
-        for e in &batch.events {
-            e.name.clean_with(clean);
-            for p in &e.props {
-                p.name.clean_with(clean);
+        // Once per event name and per fragment (a name and class), not per value.
+        let mut last = None;
+        for n in &batch.events.name {
+            if last != Some(*n) {
+                n.clean_with(clean);
+                last = Some(*n);
             }
+        }
+        for f in &batch.events.props {
+            f.name.clean_with(clean);
         }
         Ok(())
     }

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 
 use sonic_rs::{JsonContainerTrait, JsonNumberTrait, JsonType, JsonValueTrait, ValueRef};
 
-use sluice_engine::batch::{
-    Batch, DeadLetter, Event, NameRef, Position, Prop, Text, Value, NO_COLUMN,
-};
+use sluice_engine::batch::{Batch, DeadLetter, Events, NameRef, Position, TypeClass};
 use sluice_engine::component::Operator;
 use sluice_engine::Result;
+
+use crate::scan::{scan_line, Decoding, GiveUp};
 
 /// Times above this are milliseconds (SPEC §2.1).
 const MS_THRESHOLD: f64 = 1e11;
@@ -30,14 +30,87 @@ type Hasher = foldhash::fast::RandomState;
 /// time).
 pub struct Interner {
     names: HashMap<&'static str, (u32, NameRef), Hasher>,
-    /// By number: the name, and the number of the name asked after it last time
-    /// ([`NO_NEXT`] before there was one).
-    by_id: Vec<(NameRef, u32)>,
+    /// By number: each name and what predicts it.
+    by_id: Vec<Known>,
     /// The number of the name asked last; [`NO_NEXT`] before the first.
     last: u32,
 }
 
+/// A name of an [`Interner`], the number of the name asked after it last time ([`NO_NEXT`]
+/// before there was one), and the name's bytes followed by the quote that ends a JSON key,
+/// as little-endian words (zero after the end), to compare with a line's bytes a word at a
+/// time; `len` is 0 for a name that cannot be compared so (longer than [`KEY_BYTES`] with
+/// its quote, or holding a quote, backslash or control character, which JSON escapes).
+#[derive(Clone, Copy)]
+struct Known {
+    name: NameRef,
+    next: u32,
+    len: u8,
+    key: [u64; KEY_WORDS],
+}
+
+const KEY_WORDS: usize = 4;
+/// Bytes of a key (its closing quote included) compared a word at a time.
+const KEY_BYTES: usize = 8 * KEY_WORDS;
+
 const NO_NEXT: u32 = u32::MAX;
+
+impl Known {
+    fn new(name: NameRef) -> Self {
+        let raw = name.raw_static().as_bytes();
+        let literal = !raw.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        let mut key = [0u64; KEY_WORDS];
+        let mut len = 0;
+        if literal && raw.len() < KEY_BYTES {
+            let mut bytes = [0u8; KEY_BYTES];
+            bytes[..raw.len()].copy_from_slice(raw);
+            bytes[raw.len()] = b'"';
+            for (k, w) in key.iter_mut().enumerate() {
+                let mut chunk = [0u8; 8];
+                chunk.copy_from_slice(&bytes[8 * k..8 * k + 8]);
+                *w = u64::from_le_bytes(chunk);
+            }
+            len = (raw.len() + 1) as u8;
+        }
+        Known {
+            name,
+            next: NO_NEXT,
+            len,
+            key,
+        }
+    }
+
+    /// Whether `b` starts with the name and its closing quote; `None` when that cannot be
+    /// told a word at a time here (too near the end of `b`, or no words for this name).
+    #[inline(always)]
+    fn starts(&self, b: &[u8]) -> Option<bool> {
+        let n = self.len as usize;
+        if n == 0 {
+            return None;
+        }
+        let words = n.div_ceil(8);
+        if b.len() < 8 * words {
+            return None;
+        }
+        let word = |k: usize| {
+            let mut chunk = [0u8; 8];
+            chunk.copy_from_slice(&b[8 * k..8 * k + 8]);
+            u64::from_le_bytes(chunk)
+        };
+        for k in 0..words - 1 {
+            if word(k) != self.key[k] {
+                return Some(false);
+            }
+        }
+        let rest = n - 8 * (words - 1);
+        let mask = if rest == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * rest)) - 1
+        };
+        Some(word(words - 1) & mask == self.key[words - 1])
+    }
+}
 
 impl Default for Interner {
     fn default() -> Self {
@@ -51,13 +124,10 @@ impl Default for Interner {
 
 impl Interner {
     pub fn get(&mut self, raw: &str) -> (u32, NameRef) {
-        let last = self.last as usize;
-        if let Some(&(_, next)) = self.by_id.get(last) {
-            if let Some(&(n, _)) = self.by_id.get(next as usize) {
-                if n.raw_static() == raw {
-                    self.last = next;
-                    return (next, n);
-                }
+        if let Some(name) = self.predicted_entry().map(|k| k.name) {
+            if name.raw_static() == raw {
+                self.last = self.by_id[self.last as usize].next;
+                return (self.last, name);
             }
         }
         let (id, n) = match self.names.get(raw) {
@@ -66,25 +136,172 @@ impl Interner {
                 let id = self.names.len() as u32;
                 let n = NameRef::intern(raw);
                 self.names.insert(n.raw_static(), (id, n));
-                self.by_id.push((n, NO_NEXT));
+                self.by_id.push(Known::new(n));
                 (id, n)
             }
         };
-        if let Some(prev) = self.by_id.get_mut(last) {
-            prev.1 = id;
+        if let Some(prev) = self.by_id.get_mut(self.last as usize) {
+            prev.next = id;
         }
         self.last = id;
         (id, n)
     }
+
+    #[inline(always)]
+    fn predicted_entry(&self) -> Option<&Known> {
+        let next = self.by_id.get(self.last as usize)?.next;
+        self.by_id.get(next as usize)
+    }
+
+    /// The name that followed the last one asked, last time, if `b` (a line's bytes from a
+    /// key's first character) spells it and its closing quote: its number, the name, and the
+    /// bytes it takes with the quote. It is then the last asked.
+    #[inline(always)]
+    pub fn predict(&mut self, b: &[u8]) -> Option<(u32, NameRef, usize)> {
+        let next = self.by_id.get(self.last as usize)?.next;
+        let k = self.by_id.get(next as usize)?;
+        let found = match k.starts(b) {
+            Some(found) => found,
+            None => {
+                // Near the end of the line, or a name too long for words: byte by byte.
+                let raw = k.name.raw_static().as_bytes();
+                let literal = !raw.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20);
+                literal && b.starts_with(raw) && b.get(raw.len()) == Some(&b'"')
+            }
+        };
+        if !found {
+            return None;
+        }
+        self.last = next;
+        Some((next, k.name, k.name.raw_static().len() + 1))
+    }
 }
 
 /// Decodes Mixpanel event lines: `{"event": NAME, "properties": {"time": .., ...}}`.
-#[derive(Default)]
 pub struct MixpanelDecoder {
+    /// Property names; event names have their own (their order follows no pattern, and
+    /// would break the chain of property names that follow each other).
     interner: Interner,
-    /// Per name id: (event number, index in props) of its last occurrence, for duplicate keys.
+    event_names: Interner,
+    slots: FragSlots,
+    /// Per name id: the event number of its last occurrence and the fragment its value went
+    /// to ([`NO_FRAG`] for a null), for repeated keys.
     seen: Vec<(u64, u32)>,
     event_no: u64,
+    scratch: String,
+    /// The interner's numbers of `time` and `distinct_id`.
+    time_id: u32,
+    distinct_id: u32,
+    /// Lines read with sonic-rs because the scanner gave up on them.
+    pub fallbacks: u64,
+    /// Off only in tests, to compare the scanner with the document reader.
+    scanner: bool,
+    /// The last batch's [`Events::room`], and its lines.
+    room: (usize, usize),
+    room_lines: usize,
+}
+
+impl Default for MixpanelDecoder {
+    fn default() -> Self {
+        let mut interner = Interner::default();
+        let time_id = interner.get("time").0;
+        let distinct_id = interner.get("distinct_id").0;
+        MixpanelDecoder {
+            interner,
+            event_names: Interner::default(),
+            slots: FragSlots::default(),
+            seen: Vec::new(),
+            event_no: 0,
+            scratch: String::new(),
+            time_id,
+            distinct_id,
+            fallbacks: 0,
+            scanner: true,
+            room: (0, 0),
+            room_lines: 0,
+        }
+    }
+}
+
+/// No fragment: a key whose value was null.
+pub(crate) const NO_FRAG: u32 = u32::MAX;
+
+/// A batch's fragments by the decoder's name number and class, without hashing: a stamp per
+/// batch says which entries are current. Each key also remembers how many values (and bytes
+/// of text) its fragment had in the last batch, which a new fragment starts with room for:
+/// grown by doubling from nothing, a batch's fragments were reallocated about once per
+/// event.
+#[derive(Default)]
+pub(crate) struct FragSlots {
+    batch: u32,
+    by_id: Vec<Slot>,
+    /// The (name number, class) of each fragment of the batch, in order.
+    keys: Vec<(u32, u8)>,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    batch: u32,
+    frag: [u32; 3],
+    /// Values and bytes of text of the key's fragment in the last batch that had one.
+    room: [(u32, u32); 3],
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    batch: 0,
+    frag: [NO_FRAG; 3],
+    room: [(0, 0); 3],
+};
+
+impl FragSlots {
+    fn next_batch(&mut self) {
+        self.keys.clear();
+        self.batch = self.batch.wrapping_add(1);
+        if self.batch == 0 {
+            // Stamps wrapped around: old entries could look current.
+            for s in &mut self.by_id {
+                s.batch = 0;
+            }
+            self.batch = 1;
+        }
+    }
+
+    /// Notes the sizes of the batch's fragments, for the next batch.
+    fn remember(&mut self, ev: &Events) {
+        for (f, &(id, c)) in ev.props.iter().zip(&self.keys) {
+            let bytes = match &f.values {
+                sluice_engine::batch::FragValues::Text(t) => t.bytes().len(),
+                _ => 0,
+            };
+            if let Some(s) = self.by_id.get_mut(id as usize) {
+                s.room[c as usize] = (f.len() as u32, bytes as u32);
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&mut self, ev: &mut Events, id: u32, name: NameRef, class: TypeClass) -> u32 {
+        let idx = id as usize;
+        if self.by_id.len() <= idx {
+            self.by_id.resize(idx + 1, EMPTY_SLOT);
+        }
+        let slot = &mut self.by_id[idx];
+        if slot.batch != self.batch {
+            slot.batch = self.batch;
+            slot.frag = [NO_FRAG; 3];
+        }
+        let c = match class {
+            TypeClass::Number => 0,
+            TypeClass::Boolean => 1,
+            _ => 2,
+        };
+        if slot.frag[c] == NO_FRAG {
+            let (values, bytes) = slot.room[c];
+            slot.frag[c] = ev.add_frag_with_room(name, class, values as usize, bytes as usize);
+            self.keys.push((id, c as u8));
+        }
+        slot.frag[c]
+    }
 }
 
 /// Makes the decoder; registered as format `mixpanel`.
@@ -92,19 +309,49 @@ pub fn mixpanel_decoder(_: &sluice_engine::format::DecoderSettings) -> Box<dyn O
     Box::new(MixpanelDecoder::default())
 }
 
-enum Outcome {
-    Event(Event),
-    Dead(String),
-}
-
 impl MixpanelDecoder {
-    fn decode(&mut self, pos: Position, line: &[u8]) -> Outcome {
+    /// Decodes one line into `ev` (with `text`, the line as UTF-8 when it is); the reason it
+    /// is a dead letter otherwise (and `ev` is as it was).
+    fn decode_line(
+        &mut self,
+        ev: &mut Events,
+        pos: Position,
+        line: &[u8],
+        text: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(text) = text.filter(|_| self.scanner) {
+            let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+            if !text.is_empty() {
+                self.event_no += 1;
+                let mut d = Decoding {
+                    interner: &mut self.interner,
+                    event_names: &mut self.event_names,
+                    slots: &mut self.slots,
+                    seen: &mut self.seen,
+                    event_no: self.event_no,
+                    time_id: self.time_id,
+                    distinct_id: self.distinct_id,
+                    scratch: &mut self.scratch,
+                };
+                match scan_line(&mut d, ev, pos, text) {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(reason)) => return Err(reason.into()),
+                    Err(GiveUp) => self.fallbacks += 1,
+                }
+            }
+        }
+        self.decode(ev, pos, line)
+    }
+
+    /// Decodes one line into `ev` through a sonic-rs document: the way for lines the scanner
+    /// gives up on, which decides what they are.
+    fn decode(&mut self, ev: &mut Events, pos: Position, line: &[u8]) -> Result<(), String> {
         let line = trim(line);
         if line.is_empty() {
-            return Outcome::Dead("empty line".into());
+            return Err("empty line".into());
         }
         if line[0] != b'{' {
-            return Outcome::Dead(if sonic_rs::from_slice::<sonic_rs::Value>(line).is_ok() {
+            return Err(if sonic_rs::from_slice::<sonic_rs::Value>(line).is_ok() {
                 "not a JSON object".into()
             } else {
                 "invalid JSON".into()
@@ -114,31 +361,28 @@ impl MixpanelDecoder {
         // `properties` once and then walks it again.
         let doc: sonic_rs::Value = match sonic_rs::from_slice(line) {
             Ok(v) => v,
-            Err(e) => {
-                return Outcome::Dead(format!("invalid JSON: {}", first_line(&e.to_string())))
-            }
+            Err(e) => return Err(format!("invalid JSON: {}", first_line(&e.to_string()))),
         };
         let Some(obj) = doc.as_object() else {
-            return Outcome::Dead("not a JSON object".into());
+            return Err("not a JSON object".into());
         };
         let name = match obj.get(&"event") {
-            None => return Outcome::Dead("missing event name (`event`)".into()),
+            None => return Err("missing event name (`event`)".into()),
             Some(v) => match v.as_str() {
-                Some("") => return Outcome::Dead("empty event name".into()),
-                Some(s) => self.interner.get(s).1,
-                None => return Outcome::Dead("event name is not a string".into()),
+                Some("") => return Err("empty event name".into()),
+                Some(s) => self.event_names.get(s).1,
+                None => return Err("event name is not a string".into()),
             },
         };
         let Some(props_v) = obj.get(&"properties") else {
-            return Outcome::Dead("missing `properties`".into());
+            return Err("missing `properties`".into());
         };
         let Some(props_obj) = props_v.as_object() else {
-            return Outcome::Dead("`properties` is not an object".into());
+            return Err("`properties` is not an object".into());
         };
         self.event_no += 1;
         let mut time: Option<&sonic_rs::Value> = None;
-        let mut distinct_id: Option<Text> = None;
-        let mut out: Vec<Prop> = Vec::with_capacity(props_obj.len());
+        let mut distinct_id: Option<&sonic_rs::Value> = None;
         for (k, v) in props_obj.iter() {
             match k {
                 "time" => {
@@ -146,75 +390,105 @@ impl MixpanelDecoder {
                     continue;
                 }
                 "distinct_id" => {
-                    distinct_id = match v.get_type() {
-                        JsonType::Null => None,
-                        JsonType::String => v.as_str().map(Text::from),
-                        _ => Some(sonic_rs::to_string(v).unwrap_or_default().into()),
-                    };
+                    distinct_id = Some(v);
                     continue;
                 }
                 _ => {}
             }
+            let (id, key) = self.interner.get(k);
+            let idx = id as usize;
+            if self.seen.len() <= idx {
+                self.seen.resize(idx + 1, (0, NO_FRAG));
+            }
+            let (no, prev) = self.seen[idx];
+            if no == self.event_no && prev != NO_FRAG {
+                // A repeated key: the last value wins, as in JSON parsers generally.
+                ev.unpush(prev);
+            }
             // One look at the node (`as_ref`): asking its type and then its value unpacked it
             // twice, which was a sixth of the decoder's own instructions.
-            let value = match v.as_ref() {
-                ValueRef::Null => Value::Null,
-                ValueRef::Bool(b) => Value::Bool(b),
+            let frag = match v.as_ref() {
+                ValueRef::Null => NO_FRAG,
+                ValueRef::Bool(b) => {
+                    let f = self.slots.get(ev, id, key, TypeClass::Boolean);
+                    ev.push_bool(f, b);
+                    f
+                }
                 ValueRef::Number(n) => match n.as_f64() {
-                    Some(f) => Value::Number(f),
-                    None => Value::String(sonic_rs::to_string(v).unwrap_or_default().into()),
+                    Some(x) => {
+                        let f = self.slots.get(ev, id, key, TypeClass::Number);
+                        ev.push_num(f, x);
+                        f
+                    }
+                    None => {
+                        let f = self.slots.get(ev, id, key, TypeClass::String);
+                        let text = sonic_rs::to_string(v).unwrap_or_default();
+                        ev.push_text(f, &text, false);
+                        f
+                    }
                 },
-                ValueRef::String(s) => Value::String(s.into()),
+                ValueRef::String(s) => {
+                    let f = self.slots.get(ev, id, key, TypeClass::String);
+                    ev.push_text(f, s, false);
+                    f
+                }
                 ValueRef::Array(_) | ValueRef::Object(_) => {
-                    Value::Json(sonic_rs::to_string(v).unwrap_or_default().into())
+                    let f = self.slots.get(ev, id, key, TypeClass::String);
+                    let text = sonic_rs::to_string(v).unwrap_or_default();
+                    ev.push_text(f, &text, true);
+                    f
                 }
             };
-            let (id, key) = self.interner.get(k);
-            let id = id as usize;
-            if self.seen.len() <= id {
-                self.seen.resize(id + 1, (0, 0));
-            }
-            let (no, idx) = self.seen[id];
-            if no == self.event_no {
-                // A repeated key: the last value wins, as in JSON parsers generally.
-                out[idx as usize].value = value;
-            } else {
-                self.seen[id] = (self.event_no, out.len() as u32);
-                out.push(Prop {
-                    name: key,
-                    value,
-                    column: NO_COLUMN,
-                    overflow: false,
-                });
-            }
+            self.seen[idx] = (self.event_no, frag);
         }
-        let time_us = match time {
-            None => return Outcome::Dead("missing `properties.time`".into()),
-            Some(t) => match t.get_type() {
-                JsonType::Number => match t.as_f64() {
-                    Some(f) if f.is_finite() && f >= 0.0 => {
-                        if f > MS_THRESHOLD {
-                            (f * 1000.0) as i64
-                        } else {
-                            (f * 1_000_000.0) as i64
-                        }
-                    }
-                    _ => {
-                        return Outcome::Dead("`properties.time` is not a usable epoch time".into())
-                    }
-                },
-                _ => return Outcome::Dead("`properties.time` is not a number".into()),
-            },
+        let time_us = match time_of(time) {
+            Ok(t) => t,
+            Err(reason) => {
+                ev.abandon_row();
+                return Err(reason.into());
+            }
         };
-        Outcome::Event(Event {
-            name,
-            time_us,
-            distinct_id,
-            props: out,
-            table: None,
-            date: None,
-            pos,
+        let distinct = match distinct_id.map(|v| v.as_ref()) {
+            None | Some(ValueRef::Null) => None,
+            Some(ValueRef::String(s)) => Some(s),
+            Some(_) => {
+                self.scratch.clear();
+                if let Some(v) = distinct_id {
+                    self.scratch
+                        .push_str(&sonic_rs::to_string(v).unwrap_or_default());
+                }
+                Some(self.scratch.as_str())
+            }
+        };
+        ev.finish_row(name, time_us, pos, distinct);
+        Ok(())
+    }
+}
+
+/// `properties.time` in microseconds (SPEC §2.1: above 1e11, milliseconds).
+fn time_of(time: Option<&sonic_rs::Value>) -> Result<i64, &'static str> {
+    match time {
+        None => Err("missing `properties.time`"),
+        Some(t) => match t.get_type() {
+            JsonType::Number => match t.as_f64() {
+                Some(f) => micros(f),
+                None => Err("`properties.time` is not a usable epoch time"),
+            },
+            _ => Err("`properties.time` is not a number"),
+        },
+    }
+}
+
+/// An epoch time in seconds (or milliseconds, above 1e11) as microseconds.
+pub(crate) fn micros(f: f64) -> Result<i64, &'static str> {
+    if f.is_finite() && f >= 0.0 {
+        Ok(if f > MS_THRESHOLD {
+            (f * 1000.0) as i64
+        } else {
+            (f * 1_000_000.0) as i64
         })
+    } else {
+        Err("`properties.time` is not a usable epoch time")
     }
 }
 
@@ -243,17 +517,42 @@ fn first_line(s: &str) -> &str {
 impl Operator for MixpanelDecoder {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
         let raw = std::mem::take(&mut batch.raw);
-        batch.events.reserve(raw.lines.len());
-        for (pos, line) in raw.iter() {
-            match self.decode(pos, line) {
-                Outcome::Event(e) => batch.events.push(e),
-                Outcome::Dead(reason) => batch.dead.push(DeadLetter {
+        let mut ev = std::mem::take(&mut batch.events);
+        if ev.is_empty() {
+            // Room for as many properties per line, and bytes of ids, as the last batch had.
+            ev = Events::default();
+            let lines = raw.lines.len();
+            let (props, ids) = self.room;
+            let per_line = |x: usize| x / self.room_lines.max(1) * lines;
+            ev.reserve(lines, per_line(props), per_line(ids));
+        }
+        self.slots.next_batch();
+        // The batch's UTF-8 is checked once, in one pass; line by line only if it fails.
+        let whole = simdutf8::basic::from_utf8(&raw.buf).ok();
+        for &(offset, start, end) in &raw.lines {
+            let pos = Position {
+                partition: raw.partition,
+                offset,
+            };
+            let line = &raw.buf[start as usize..end as usize];
+            let text = match whole {
+                Some(all) => all.get(start as usize..end as usize),
+                None => simdutf8::basic::from_utf8(line).ok(),
+            };
+            if let Err(reason) = self.decode_line(&mut ev, pos, line, text) {
+                batch.dead.push(DeadLetter {
                     pos,
                     reason,
                     raw: String::from_utf8_lossy(line).into_owned(),
-                }),
+                });
             }
         }
+        self.slots.remember(&ev);
+        if !raw.lines.is_empty() {
+            self.room = ev.room();
+            self.room_lines = raw.lines.len();
+        }
+        batch.events = ev;
         Ok(())
     }
 
@@ -265,15 +564,299 @@ impl Operator for MixpanelDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_engine::batch::RawLines;
+    use sluice_engine::batch::{RawLines, ValueRef};
 
     fn decode_lines(lines: &[&str]) -> Batch {
+        decode_with(lines, true)
+    }
+
+    /// Decodes with the scanner (and the fallback it hands lines to), or with the document
+    /// reader alone.
+    fn decode_with<S: AsRef<str>>(lines: &[S], scanner: bool) -> Batch {
         let mut b = Batch {
             raw: RawLines::from_lines(lines),
             ..Default::default()
         };
-        MixpanelDecoder::default().process(&mut b).unwrap();
+        let mut d = MixpanelDecoder {
+            scanner,
+            ..Default::default()
+        };
+        d.process(&mut b).unwrap();
         b
+    }
+
+    /// A batch as comparable text: per event its name, time, distinct id and properties
+    /// (nested values as the JSON they mean), then the dead letters with their reasons.
+    fn canonical(b: &Batch) -> Vec<String> {
+        let mut out: Vec<String> = b
+            .events
+            .iter()
+            .map(|e| {
+                let props: Vec<String> = e
+                    .props()
+                    .map(|(_, k, v)| match v {
+                        ValueRef::Json(t) => {
+                            let j: serde_json::Value = serde_json::from_str(t)
+                                .unwrap_or_else(|err| panic!("{t} is not JSON: {err}"));
+                            format!("{:?}=json:{}", k.raw(), unsigned_zeros(j))
+                        }
+                        ValueRef::Num(x) => format!("{:?}={:?}", k.raw(), x.to_bits()),
+                        v => format!("{:?}={v:?}", k.raw()),
+                    })
+                    .collect();
+                format!(
+                    "{}: {:?} {} {:?} {}",
+                    e.pos().offset,
+                    e.name().raw(),
+                    e.time_us(),
+                    e.distinct_id(),
+                    props.join(", ")
+                )
+            })
+            .collect();
+        out.extend(
+            b.dead
+                .iter()
+                .map(|d| format!("{}: dead: {}", d.pos.offset, d.reason)),
+        );
+        out
+    }
+
+    /// `value` with every zero written `0.0`: the nested text the scanner keeps says `-0.0`
+    /// where sonic-rs, writing its document back, says `0.0`. The same number either way.
+    fn unsigned_zeros(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match value {
+            J::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => J::from(0.0),
+            J::Array(a) => J::Array(a.into_iter().map(unsigned_zeros).collect()),
+            J::Object(o) => J::Object(o.into_iter().map(|(k, v)| (k, unsigned_zeros(v))).collect()),
+            v => v,
+        }
+    }
+
+    /// Whether nested text is compact: no whitespace outside strings.
+    fn compact(t: &str) -> bool {
+        crate::stringify_nested::compact(t) == t
+    }
+
+    /// The scanner and the document reader agree on `lines`; the scanner's nested text is
+    /// compact. Returns how many lines the scanner gave up on.
+    fn agree<S: AsRef<str> + std::fmt::Debug>(lines: &[S]) -> u64 {
+        let fast = decode_with(lines, true);
+        let slow = decode_with(lines, false);
+        let (a, b) = (canonical(&fast), canonical(&slow));
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y, "the scanner and the document reader differ");
+        }
+        assert_eq!(a.len(), b.len(), "{lines:?}");
+        for e in fast.events.iter() {
+            for (_, _, v) in e.props() {
+                if let ValueRef::Json(t) = v {
+                    assert!(compact(t), "{t} is not compact");
+                }
+            }
+        }
+        let mut d = MixpanelDecoder::default();
+        let mut b = Batch {
+            raw: RawLines::from_lines(lines),
+            ..Default::default()
+        };
+        d.process(&mut b).unwrap();
+        d.fallbacks
+    }
+
+    #[test]
+    fn the_scanner_reads_generated_events_as_the_document_reader_does() {
+        let gen = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/tools/gen_events.py");
+        let out = std::process::Command::new("python3")
+            .arg(&gen)
+            .args(["--events", "3000", "--seed", "5", "--bad-fraction", "0.05"])
+            .output();
+        let Ok(out) = out.map_err(|e| eprintln!("{}: {e}", gen.display())) else {
+            assert!(
+                std::env::var_os("SLUICE_REQUIRE_SHARED").is_none(),
+                "the shared generator is required"
+            );
+            return;
+        };
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() >= 2900, "{} lines", lines.len());
+        let fallbacks = agree(&lines);
+        // Only the malformed lines (about 5%) go to the fallback.
+        assert!(fallbacks < 300, "{fallbacks} fallbacks");
+    }
+
+    #[test]
+    fn the_scanner_reads_the_shared_files_as_the_document_reader_does() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+        if !root.is_dir() {
+            assert!(
+                std::env::var_os("SLUICE_REQUIRE_SHARED").is_none(),
+                "{} is required",
+                root.display()
+            );
+            return;
+        }
+        let mut files = vec![root];
+        let mut lines = 0;
+        while let Some(p) = files.pop() {
+            if p.is_dir() {
+                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            // Gzipped files are left out: this crate reads no gzip.
+            if p.extension().is_some_and(|e| e == "gz") {
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            for chunk in all.chunks(512) {
+                agree(chunk);
+                lines += chunk.len();
+            }
+        }
+        assert!(lines > 10_000, "{lines} lines");
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn ws() -> impl Strategy<Value = String> {
+            prop_oneof![
+                6 => Just(String::new()),
+                1 => Just(" ".to_string()),
+                1 => Just("\n\t ".to_string()),
+            ]
+        }
+
+        fn string_body() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-zA-Z0-9 _.$-]{0,30}",
+                "[a-z]{0,5}(\\\\[\"\\\\/bfnrt]|\\\\u00[0-7][0-9a-f]|\\\\u20ac|\\\\ud83c\\\\udf89|é|中|🎉)[a-z]{0,5}",
+                Just("\\ud800".to_string()),
+                Just("\\x".to_string()),
+                Just("tab\there".to_string()),
+            ]
+        }
+
+        fn number() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<i32>().prop_map(|x| x.to_string()),
+                any::<i64>().prop_map(|x| x.to_string()),
+                any::<u64>().prop_map(|x| x.to_string()),
+                any::<f64>()
+                    .prop_filter("finite", |x| x.is_finite())
+                    .prop_map(|x| x.to_string()),
+                any::<f64>()
+                    .prop_filter("finite", |x| x.is_finite())
+                    .prop_map(|x| format!("{x:e}")),
+                "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?",
+                Just("-0".to_string()),
+                Just("1e400".to_string()),
+                Just("01".to_string()),
+                Just("1.".to_string()),
+                Just("123456789012345678901234567890".to_string()),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                string_body().prop_map(|s| format!("\"{s}\"")),
+                number(),
+                Just("true".to_string()),
+                Just("false".to_string()),
+                Just("null".to_string()),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    (prop::collection::vec((inner.clone(), ws()), 0..4)).prop_map(|v| {
+                        let items: Vec<String> =
+                            v.into_iter().map(|(x, w)| format!("{w}{x}{w}")).collect();
+                        format!("[{}]", items.join(","))
+                    }),
+                    (prop::collection::vec(("[a-z]{1,3}", inner, ws()), 0..4)).prop_map(|v| {
+                        let items: Vec<String> = v
+                            .into_iter()
+                            .map(|(k, x, w)| format!("{w}\"{k}\"{w}:{w}{x}"))
+                            .collect();
+                        format!("{{{}}}", items.join(","))
+                    }),
+                ]
+            })
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => "[a-d]",
+                1 => Just("time".to_string()),
+                1 => Just("distinct_id".to_string()),
+                1 => Just("$city".to_string()),
+                1 => Just("a\\u0062".to_string()),
+                1 => Just("ti\\u006de".to_string()),
+                1 => string_body(),
+            ]
+        }
+
+        fn line() -> impl Strategy<Value = String> {
+            let props = prop::collection::vec((key(), value(), ws()), 0..8).prop_map(|v| {
+                let items: Vec<String> = v
+                    .into_iter()
+                    .map(|(k, x, w)| format!("{w}\"{k}\"{w}:{w}{x}{w}"))
+                    .collect();
+                format!("{{{}}}", items.join(","))
+            });
+            let time = prop_oneof![
+                Just(String::new()),
+                number().prop_map(|n| format!("\"time\":{n},")),
+                Just("\"time\":\"x\",".to_string()),
+            ];
+            let event = prop_oneof![
+                4 => string_body().prop_map(|s| format!("\"event\":\"{s}\"")),
+                1 => value().prop_map(|v| format!("\"event\":{v}")),
+                1 => Just("\"other\":1".to_string()),
+                1 => Just("\"ev\\u0065nt\":\"x\"".to_string()),
+            ];
+            (event, time, props, ws(), any::<bool>(), any::<u16>()).prop_map(
+                |(event, time, props, w, event_first, cut)| {
+                    let props = props.replacen('{', &format!("{{{time}"), 1);
+                    let props = if props.ends_with(",}") {
+                        props.replace(",}", "}")
+                    } else {
+                        props
+                    };
+                    let body = if event_first {
+                        format!("{w}{event}{w},\"properties\"{w}:{w}{props}")
+                    } else {
+                        format!("\"properties\":{props},{w}{event}")
+                    };
+                    let line = format!("{{{body}}}");
+                    // Sometimes cut short, or with a stray byte.
+                    match cut % 16 {
+                        0 => {
+                            let mut at = line.len() * (cut as usize % 97) / 97;
+                            while !line.is_char_boundary(at) {
+                                at -= 1;
+                            }
+                            line[..at].to_string()
+                        }
+                        1 => format!("{line}x"),
+                        _ => line,
+                    }
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+            #[test]
+            fn the_scanner_agrees_with_the_document_reader(lines in prop::collection::vec(line(), 1..6)) {
+                agree(&lines);
+            }
+        }
     }
 
     #[test]
@@ -315,25 +898,26 @@ mod tests {
         let second = r#"{"event":"e","properties":{"time":2,"c":{"q":"\u00e9\n"},"d":[true]}}"#;
         let b = decode_lines(&[&first, second]);
         assert!(b.dead.is_empty(), "{:?}", b.dead);
-        let json = |e: &Event| -> Vec<(String, String)> {
-            e.props
-                .iter()
-                .map(|p| match &p.value {
-                    Value::Json(t) => (p.name.raw().to_string(), t.to_string()),
+        let json = |r: usize| -> Vec<(String, String)> {
+            b.events
+                .get(r)
+                .props()
+                .map(|(_, k, v)| match v {
+                    ValueRef::Json(t) => (k.raw().to_string(), t.to_string()),
                     v => panic!("{v:?} is not nested"),
                 })
                 .collect()
         };
-        let long_out = "x\\\"y\u{e9} ".repeat(200);
-        let expected_a = format!(r#"{{"k":[1,"{long_out}",{{"z":null}}]}}"#);
+        // Strings as written (escapes kept), the spaces between tokens gone.
+        let expected_a = format!(r#"{{"k":[1,"{long}",{{"z":null}}]}}"#);
         assert_eq!(
-            json(&b.events[0]),
+            json(0),
             [("a".to_string(), expected_a), ("b".into(), "[]".into())]
         );
         assert_eq!(
-            json(&b.events[1]),
+            json(1),
             [
-                ("c".to_string(), "{\"q\":\"é\\n\"}".to_string()),
+                ("c".to_string(), r#"{"q":"\u00e9\n"}"#.to_string()),
                 ("d".into(), "[true]".into())
             ]
         );
@@ -345,19 +929,20 @@ mod tests {
             r#"{"event":"Signed up","properties":{"time":1602611311,"distinct_id":"u-42","$city":"Paris","n":1.5,"ok":true,"cart":[{"sku":"A1"}],"none":null}}"#,
         ]);
         assert!(b.dead.is_empty(), "{:?}", b.dead);
-        let e = &b.events[0];
-        assert_eq!(e.name.raw(), "Signed up");
-        assert_eq!(e.time_us, 1_602_611_311_000_000);
-        assert_eq!(e.distinct_id.as_deref(), Some("u-42"));
-        let vals: Vec<(&str, &Value)> = e.props.iter().map(|p| (p.name.raw(), &p.value)).collect();
+        let e = b.events.get(0);
+        assert_eq!(e.name().raw(), "Signed up");
+        assert_eq!(e.time_us(), 1_602_611_311_000_000);
+        assert_eq!(e.distinct_id(), Some("u-42"));
+        let vals: Vec<(&str, ValueRef<'_>)> =
+            e.props().map(|(_, k, v)| (k.raw_static(), v)).collect();
+        // A null is no value.
         assert_eq!(
             vals,
             vec![
-                ("$city", &Value::String("Paris".into())),
-                ("n", &Value::Number(1.5)),
-                ("ok", &Value::Bool(true)),
-                ("cart", &Value::Json(r#"[{"sku":"A1"}]"#.into())),
-                ("none", &Value::Null),
+                ("$city", ValueRef::Str("Paris")),
+                ("n", ValueRef::Num(1.5)),
+                ("ok", ValueRef::Bool(true)),
+                ("cart", ValueRef::Json(r#"[{"sku":"A1"}]"#)),
             ]
         );
     }
@@ -367,15 +952,27 @@ mod tests {
         let b = decode_lines(&[
             r#"{"event":"a","properties":{"time":1602611311123,"distinct_id":42}}"#,
         ]);
-        assert_eq!(b.events[0].time_us, 1_602_611_311_123_000);
-        assert_eq!(b.events[0].distinct_id.as_deref(), Some("42"));
+        assert_eq!(b.events.get(0).time_us(), 1_602_611_311_123_000);
+        assert_eq!(b.events.get(0).distinct_id(), Some("42"));
     }
 
     #[test]
     fn duplicate_keys_keep_the_last_value() {
-        let b = decode_lines(&[r#"{"event":"a","properties":{"time":1,"k":1,"k":"two"}}"#]);
-        assert_eq!(b.events[0].props.len(), 1);
-        assert_eq!(b.events[0].props[0].value, Value::String("two".into()));
+        let b = decode_lines(&[
+            r#"{"event":"a","properties":{"time":1,"k":1,"k":"two"}}"#,
+            r#"{"event":"a","properties":{"time":1,"k":"one","j":2,"k":null}}"#,
+            r#"{"event":"a","properties":{"time":1,"k":[1],"k":false}}"#,
+        ]);
+        let props = |r: usize| -> Vec<(String, ValueRef<'_>)> {
+            b.events
+                .get(r)
+                .props()
+                .map(|(_, k, v)| (k.raw().to_string(), v))
+                .collect()
+        };
+        assert_eq!(props(0), [("k".to_string(), ValueRef::Str("two"))]);
+        assert_eq!(props(1), [("j".to_string(), ValueRef::Num(2.0))]);
+        assert_eq!(props(2), [("k".to_string(), ValueRef::Bool(false))]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDateTime};
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, Value as Json};
 
-use sluice_engine::batch::{Batch, DeadLetter, Event, Position, Prop, Text, Value, NO_COLUMN};
+use sluice_engine::batch::{Batch, DeadLetter, FragIndex, NameRef, Text, Value};
 use sluice_engine::component::Operator;
 use sluice_engine::format::{DecoderSettings, RecordsFormat};
 use sluice_engine::Result;
@@ -109,8 +109,16 @@ fn text_of(v: &Json) -> Option<Text> {
     }
 }
 
+/// A record read as an event.
+struct Record {
+    name: NameRef,
+    time_us: i64,
+    distinct_id: Option<Text>,
+    props: Vec<(NameRef, Value)>,
+}
+
 impl RecordsDecoder {
-    fn record(&mut self, pos: Position, r: &Json) -> std::result::Result<Event, String> {
+    fn record(&mut self, r: &Json) -> std::result::Result<Record, String> {
         if !r.is_object() {
             return Err("the record is not a JSON object".into());
         }
@@ -173,7 +181,7 @@ impl RecordsDecoder {
             .filter_map(|p| p.strip_prefix(base.as_str()))
             .filter(|p| !p.contains('.'))
             .collect();
-        let mut props = Vec::new();
+        let mut props: Vec<(NameRef, Value)> = Vec::new();
         if let Some(obj) = props_obj.and_then(|o| o.as_object()) {
             for (k, v) in obj.iter() {
                 if skip.contains(&k) {
@@ -181,26 +189,19 @@ impl RecordsDecoder {
                 }
                 let value = value_of(v);
                 let (_, key) = self.interner.get(k);
-                if let Some(p) = props.iter_mut().find(|p: &&mut Prop| p.name == key) {
-                    p.value = value;
+                // A repeated key keeps its last value, in the place of its first.
+                if let Some(p) = props.iter_mut().find(|p| p.0 == key) {
+                    p.1 = value;
                     continue;
                 }
-                props.push(Prop {
-                    name: key,
-                    value,
-                    column: NO_COLUMN,
-                    overflow: false,
-                });
+                props.push((key, value));
             }
         }
-        Ok(Event {
+        Ok(Record {
             name: self.interner.get(&name).1,
             time_us,
             distinct_id,
             props,
-            table: None,
-            date: None,
-            pos,
         })
     }
 }
@@ -208,6 +209,7 @@ impl RecordsDecoder {
 impl Operator for RecordsDecoder {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
         let raw = std::mem::take(&mut batch.raw);
+        let mut index = FragIndex::default();
         for (pos, line) in raw.iter() {
             let text = String::from_utf8_lossy(line);
             if text.trim().is_empty() {
@@ -255,8 +257,15 @@ impl Operator for RecordsDecoder {
                 None => vec![&doc],
             };
             for r in records {
-                match self.record(pos, r) {
-                    Ok(e) => batch.events.push(e),
+                match self.record(r) {
+                    Ok(e) => batch.events.push_event(
+                        &mut index,
+                        e.name,
+                        e.time_us,
+                        pos,
+                        e.distinct_id.as_deref(),
+                        &e.props,
+                    ),
                     Err(reason) => batch.dead.push(DeadLetter {
                         pos,
                         reason,

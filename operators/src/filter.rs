@@ -16,7 +16,7 @@ use std::any::Any;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use sluice_engine::batch::{Batch, Event, Text, Value};
+use sluice_engine::batch::{Batch, EventRef, Text, ValueRef};
 use sluice_engine::component::Operator;
 use sluice_engine::registry::{BuildContext, Component, Issue};
 use sluice_engine::{EngineError, Result};
@@ -92,9 +92,9 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn keeps(&self, e: &Event) -> bool {
+    pub fn keeps(&self, e: &EventRef<'_>) -> bool {
         if let Some(names) = &self.events {
-            if !names.iter().any(|n| n == e.name.raw()) {
+            if !names.iter().any(|n| n == e.name().raw()) {
                 return false;
             }
         }
@@ -107,9 +107,8 @@ impl Filter {
 
 impl Operator for Filter {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
-        let before = batch.events.len();
-        batch.events.retain(|e| self.keeps(e));
-        batch.filtered += (before - batch.events.len()) as u64;
+        let keep: Vec<bool> = batch.events.iter().map(|e| self.keeps(&e)).collect();
+        batch.filtered += batch.events.retain(&keep) as u64;
         Ok(())
     }
     fn fork(&self) -> Option<Box<dyn Operator>> {
@@ -161,13 +160,11 @@ impl Lit {
     }
 }
 
-fn value_lit(v: &Value) -> Lit {
+fn value_lit(v: ValueRef<'_>) -> Lit {
     match v {
-        Value::Null => Lit::Null,
-        Value::Bool(b) => Lit::Bool(*b),
-        Value::Number(n) => Lit::Num(*n),
-        Value::String(s) => Lit::Str(s.clone()),
-        Value::Json(s) => Lit::Str(Text::from(&**s)),
+        ValueRef::Bool(b) => Lit::Bool(b),
+        ValueRef::Num(n) => Lit::Num(n),
+        ValueRef::Str(s) | ValueRef::Json(s) => Lit::Str(Text::from(s)),
     }
 }
 
@@ -208,25 +205,22 @@ impl Val {
 }
 
 impl Expr {
-    fn eval(&self, e: &Event) -> Val {
-        let prop = |name: &str| {
-            e.props
-                .iter()
-                .find(|p| p.name.raw() == name)
-                .map(|p| value_lit(&p.value))
-                .unwrap_or(Lit::Null)
-        };
+    fn eval(&self, e: &EventRef<'_>) -> Val {
+        let prop = |name: &str| e.prop(name).map(value_lit).unwrap_or(Lit::Null);
         match self {
             Expr::Lit(l) => Val::One(l.clone()),
             Expr::List(v) => Val::Many(v.clone()),
             Expr::Prop(name) => Val::One(match name.as_str() {
-                "distinct_id" => e.distinct_id.clone().map(Lit::Str).unwrap_or(Lit::Null),
-                "time" => Lit::Num((e.time_us / 1_000_000) as f64),
+                "distinct_id" => e
+                    .distinct_id()
+                    .map(|d| Lit::Str(d.into()))
+                    .unwrap_or(Lit::Null),
+                "time" => Lit::Num((e.time_us() / 1_000_000) as f64),
                 _ => prop(name),
             }),
-            Expr::EventName => Val::One(Lit::Str(e.name.raw().into())),
+            Expr::EventName => Val::One(Lit::Str(e.name().raw().into())),
             Expr::Defined(name) => Val::One(Lit::Bool(match name.as_str() {
-                "distinct_id" => e.distinct_id.is_some(),
+                "distinct_id" => e.distinct_id().is_some(),
                 "time" => true,
                 _ => prop(name) != Lit::Null,
             })),
@@ -537,42 +531,43 @@ pub fn parse(s: &str) -> std::result::Result<Expr, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_engine::batch::{NameRef, Position, Prop, NO_COLUMN};
+    use sluice_engine::batch::{Events, FragIndex, NameRef, Position, Value};
 
-    fn event(name: &str, props: &[(&str, Value)]) -> Event {
-        Event {
-            name: NameRef::intern(name),
-            time_us: 1_700_000_000_000_000,
-            distinct_id: Some("u1".into()),
-            props: props
+    /// Events of these names and properties, in one batch.
+    fn events(list: &[(&str, &[(&str, Value)])]) -> Events {
+        let mut ev = Events::default();
+        let mut index = FragIndex::default();
+        for (i, (name, props)) in list.iter().enumerate() {
+            let props: Vec<_> = props
                 .iter()
-                .map(|(k, v)| Prop {
-                    name: NameRef::intern(k),
-                    value: v.clone(),
-                    column: NO_COLUMN,
-                    overflow: false,
-                })
-                .collect(),
-            table: None,
-            date: None,
-            pos: Position {
-                partition: 0,
-                offset: 0,
-            },
+                .map(|(k, v)| (NameRef::intern(k), v.clone()))
+                .collect();
+            ev.push_event(
+                &mut index,
+                NameRef::intern(name),
+                1_700_000_000_000_000,
+                Position {
+                    partition: 0,
+                    offset: i as u64,
+                },
+                Some("u1"),
+                &props,
+            );
         }
+        ev
     }
 
-    fn holds(expr: &str, e: &Event) -> bool {
+    fn holds(expr: &str, e: &Events) -> bool {
         Filter {
             events: None,
             predicate: Some(parse(expr).unwrap()),
         }
-        .keeps(e)
+        .keeps(&e.get(0))
     }
 
     #[test]
     fn predicates() {
-        let e = event(
+        let e = events(&[(
             "Purchase",
             &[
                 ("plan", Value::String("pro".into())),
@@ -580,7 +575,7 @@ mod tests {
                 ("trial", Value::Null),
                 ("$os", Value::String("iOS".into())),
             ],
-        );
+        )]);
         let cases = [
             (r#"properties["plan"] == "pro""#, true),
             (r#"properties["plan"] != "pro""#, false),
@@ -628,11 +623,19 @@ mod tests {
             predicate: None,
         };
         let mut b = Batch {
-            events: vec![event("A", &[]), event("B", &[]), event("A", &[])],
+            events: events(&[
+                ("A", &[]),
+                ("B", &[("x", Value::Number(1.0))]),
+                ("A", &[("x", Value::Number(2.0))]),
+            ]),
             ..Default::default()
         };
         f.process(&mut b).unwrap();
         assert_eq!(b.events.len(), 2);
         assert_eq!(b.filtered, 1);
+        // The kept events keep their own values and positions.
+        assert_eq!(b.events.get(1).prop("x"), Some(ValueRef::Num(2.0)));
+        assert_eq!(b.events.get(1).pos().offset, 2);
+        assert_eq!(b.events.get(0).prop("x"), None);
     }
 }

@@ -13,6 +13,7 @@ pub mod filter;
 pub mod memory_registry;
 pub mod naming;
 pub mod partition_by_date;
+mod scan;
 pub mod stringify_nested;
 pub mod type_infer;
 

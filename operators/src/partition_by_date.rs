@@ -146,10 +146,14 @@ impl PartitionByDate {
 
 impl Operator for PartitionByDate {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
-        for e in &mut batch.events {
-            let secs = e.time_us.div_euclid(1_000_000);
-            e.date = Some(self.date_of(secs));
+        let ev = &mut batch.events;
+        let mut dates = std::mem::take(&mut ev.date);
+        dates.clear();
+        dates.reserve(ev.time_us.len());
+        for &us in &ev.time_us {
+            dates.push(self.date_of(us.div_euclid(1_000_000)));
         }
+        ev.date = dates;
         Ok(())
     }
     fn fork(&self) -> Option<Box<dyn Operator>> {

@@ -5,7 +5,7 @@ use std::any::Any;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use sluice_engine::batch::{Batch, Value};
+use sluice_engine::batch::{Batch, FragValues, Texts};
 use sluice_engine::component::Operator;
 use sluice_engine::registry::{BuildContext, Component};
 use sluice_engine::Result;
@@ -65,15 +65,31 @@ fn is_compact(b: &[u8]) -> bool {
 
 impl Operator for StringifyNested {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
-        for e in &mut batch.events {
-            for p in &mut e.props {
-                // Still marked as JSON, so that `mp_properties` can embed it as a value.
-                if let Value::Json(raw) = &mut p.value {
-                    if !is_compact(raw.as_bytes()) {
-                        *raw = compact(raw).into();
-                    }
+        for f in &mut batch.events.props {
+            // Still marked as nested, so that `mp_properties` can embed it as a value.
+            let FragValues::Text(texts) = &mut f.values else {
+                continue;
+            };
+            if f.nested.is_empty() || f.nested_compact {
+                continue;
+            }
+            if f.nested
+                .iter()
+                .all(|&i| is_compact(texts.get(i as usize).as_bytes()))
+            {
+                continue;
+            }
+            let mut out = Texts::default();
+            let mut nested = f.nested.iter().peekable();
+            for (i, s) in texts.iter().enumerate() {
+                if nested.next_if_eq(&&(i as u32)).is_some() && !is_compact(s.as_bytes()) {
+                    out.push(&compact(s));
+                } else {
+                    out.push(s);
                 }
             }
+            *texts = out;
+            f.nested_compact = true;
         }
         Ok(())
     }
@@ -95,5 +111,33 @@ mod tests {
         );
         assert_eq!(compact(r#"["a b", "c"]"#), r#"["a b","c"]"#);
         assert_eq!(compact(r#"["a b"]"#), r#"["a b"]"#);
+    }
+
+    #[test]
+    fn nested_values_with_spaces_become_compact_and_the_rest_stay() {
+        use sluice_engine::batch::{NameRef, Position, TypeClass};
+        let mut b = Batch::default();
+        let ev = &mut b.events;
+        let f = ev.add_frag_raw(NameRef::intern("x"), TypeClass::String);
+        for (i, (text, nested)) in [("{ \"a\" : [1, 2] }", true), ("a b", false), ("[ ]", true)]
+            .into_iter()
+            .enumerate()
+        {
+            ev.push_text(f, text, nested);
+            let pos = Position {
+                partition: 0,
+                offset: i as u64,
+            };
+            ev.finish_row(NameRef::intern("e"), 0, pos, None);
+        }
+        StringifyNested.process(&mut b).unwrap();
+        let got: Vec<String> = (0..3)
+            .map(|r| format!("{:?}", b.events.get(r).props().next().unwrap().2))
+            .collect();
+        assert_eq!(
+            got,
+            [r#"Json("{\"a\":[1,2]}")"#, r#"Str("a b")"#, r#"Json("[]")"#]
+        );
+        assert!(b.events.props[0].nested_compact);
     }
 }

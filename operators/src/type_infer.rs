@@ -7,13 +7,13 @@
 //! first arrival, in one registry call per table (one transaction in a durable catalog).
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use sluice_engine::batch::{Batch, NameRef, TableRef, TypeClass, NO_COLUMN};
+use sluice_engine::batch::{Batch, Events, FragColumn, NameRef, TableRef, TypeClass};
 use sluice_engine::component::{ColumnAssignment, ColumnRequest, Operator, SchemaRegistry};
 use sluice_engine::registry::{BuildContext, Capability, Component, Issue};
 use sluice_engine::{EngineError, Result};
@@ -287,62 +287,128 @@ impl TypeInfer {
     }
 }
 
+impl TypeInfer {
+    /// Gives each event its table (`Events::table`, `Events::tables`).
+    fn assign_tables(&mut self, ev: &mut Events) -> Result<()> {
+        ev.tables.clear();
+        ev.table.clear();
+        if ev.is_empty() {
+            return Ok(());
+        }
+        if self.mode == SchemaMode::Monoschema {
+            let t = self.table_for(&ev.name[0])?;
+            ev.tables.push(t);
+            ev.table.resize(ev.len(), 0);
+            return Ok(());
+        }
+        // By event name: the batch's tables, each once, in order of first arrival.
+        let mut index: Map<usize, u32> = Map::default();
+        let mut last: Option<(NameRef, u32)> = None;
+        ev.table.reserve(ev.len());
+        for r in 0..ev.len() {
+            let name = ev.name[r];
+            let t = match last {
+                Some((n, t)) if n == name => t,
+                _ => {
+                    let t = match index.get(&name.id()) {
+                        Some(&t) => t,
+                        None => {
+                            let table = self.table_for(&name)?;
+                            let t = match ev.tables.iter().position(|x| Arc::ptr_eq(x, &table)) {
+                                Some(t) => t as u32,
+                                None => {
+                                    ev.tables.push(table);
+                                    (ev.tables.len() - 1) as u32
+                                }
+                            };
+                            index.insert(name.id(), t);
+                            t
+                        }
+                    };
+                    last = Some((name, t));
+                    t
+                }
+            };
+            ev.table.push(t);
+        }
+        Ok(())
+    }
+}
+
 impl Operator for TypeInfer {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
-        let mut events = std::mem::take(&mut batch.events);
-        // Known columns are assigned at once; the batch's new ones are gathered, in order of
-        // first arrival, and registered together, then assigned in a second pass over the
-        // events that had one.
-        let mut missing: Vec<(i64, NameRef, TypeClass)> = Vec::new();
-        let mut asked: HashSet<ColumnKey, foldhash::fast::RandomState> = HashSet::default();
-        let mut first_incomplete = None;
-        for (i, e) in events.iter_mut().enumerate() {
-            let table = self.table_for(&e.name)?;
-            for p in &mut e.props {
-                let Some(class) = p.value.class() else {
-                    continue;
-                };
-                let key = (table.id, p.name.id(), class);
-                if let Some(&(col, overflow)) = self.columns.get(&key) {
-                    p.column = col;
-                    p.overflow = overflow;
-                    continue;
-                }
-                // Assigned in the second pass; each key is looked at once here (the look by
-                // raw name makes a string).
-                first_incomplete.get_or_insert(i);
-                if asked.insert(key) && self.cached_column(table.id, &p.name, class).is_none() {
-                    missing.push((table.id, p.name, class));
-                }
+        let ev = &mut batch.events;
+        self.assign_tables(ev)?;
+        // Per fragment (a name and class), its column in each table its events go to: a
+        // lookup per fragment and table, not per value. The batch's new columns are gathered
+        // with where they first arrived (event, then place among its properties) and
+        // registered together, in that order.
+        let mut missing: Vec<(u32, usize, u32, u32)> = Vec::new();
+        let single = ev.tables.len() == 1;
+        let mut seen_tables: Vec<(u32, u32)> = Vec::new();
+        for fi in 0..ev.props.len() {
+            let f = &ev.props[fi];
+            if f.is_empty() {
+                continue;
             }
-            e.table = Some(table);
-        }
-        if let Some(from) = first_incomplete {
-            self.register(missing)?;
-            for e in &mut events[from..] {
-                let Some(table) = e.table.as_ref().map(|t| t.id) else {
-                    continue;
-                };
-                for p in &mut e.props {
-                    let Some(class) = p.value.class() else {
-                        continue;
-                    };
-                    if p.column != NO_COLUMN {
-                        continue;
+            seen_tables.clear();
+            if single {
+                seen_tables.push((0, f.rows[0]));
+            } else {
+                for &row in &f.rows {
+                    let t = ev.table[row as usize];
+                    if !seen_tables.iter().any(|&(x, _)| x == t) {
+                        seen_tables.push((t, row));
                     }
-                    let (col, overflow) =
-                        self.cached_column(table, &p.name, class).ok_or_else(|| {
-                            EngineError::Internal(format!(
-                                "no column registered for {}",
-                                p.name.raw()
-                            ))
-                        })?;
-                    p.column = col;
-                    p.overflow = overflow;
                 }
             }
+            let (name, class) = (f.name, f.class());
+            let mut columns = Vec::with_capacity(seen_tables.len());
+            for &(t, first_row) in &seen_tables {
+                let table = ev.tables[t as usize].id;
+                match self.cached_column(table, &name, class) {
+                    Some((ordinal, overflow)) => columns.push(FragColumn {
+                        table: t,
+                        ordinal,
+                        overflow,
+                    }),
+                    None => {
+                        let slot = ev
+                            .get(first_row as usize)
+                            .props()
+                            .position(|(g, _, _)| g as usize == fi)
+                            .unwrap_or(0);
+                        missing.push((first_row, slot, t, fi as u32));
+                    }
+                }
+            }
+            ev.props[fi].columns = columns;
         }
-        batch.events = events;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        let keys: Vec<(i64, NameRef, TypeClass)> = missing
+            .iter()
+            .map(|&(_, _, t, fi)| {
+                let f = &ev.props[fi as usize];
+                (ev.tables[t as usize].id, f.name, f.class())
+            })
+            .collect();
+        self.register(keys)?;
+        for &(_, _, t, fi) in &missing {
+            let f = &ev.props[fi as usize];
+            let (name, class) = (f.name, f.class());
+            let table = ev.tables[t as usize].id;
+            let (ordinal, overflow) = self.cached_column(table, &name, class).ok_or_else(|| {
+                EngineError::Internal(format!("no column registered for {}", name.raw()))
+            })?;
+            ev.props[fi as usize].columns.push(FragColumn {
+                table: t,
+                ordinal,
+                overflow,
+            });
+        }
         Ok(())
     }
 }
@@ -383,6 +449,21 @@ mod tests {
         t.columns.iter().map(|c| c.name.as_str()).collect()
     }
 
+    /// The columns (ordinal, overflow) of event `row`'s properties, in the order they came.
+    fn columns_of(b: &Batch, row: usize) -> Vec<(u32, bool)> {
+        let t = b.events.table[row];
+        b.events
+            .get(row)
+            .props()
+            .map(|(f, _, _)| {
+                let c = b.events.props[f as usize]
+                    .column_in(t)
+                    .expect("every property has a column");
+                (c.ordinal, c.overflow)
+            })
+            .collect()
+    }
+
     /// Events one batch at a time (so that later ones meet known columns), with properties in
     /// orders that follow the remembered one, break it, skip some, repeat an event kind and
     /// change a type: every property gets the column the registry holds for its raw name and
@@ -414,18 +495,15 @@ mod tests {
                 CleanName.process(&mut b).unwrap();
                 ti.process(&mut b).unwrap();
                 let tables = reg.tables();
-                for e in &b.events {
-                    let table = e.table.as_ref().unwrap();
+                for e in b.events.iter() {
+                    let table = e.table().unwrap();
                     let def = tables.iter().find(|t| t.id == table.id).unwrap();
-                    for p in &e.props {
-                        let Some(class) = p.value.class() else {
-                            assert_eq!(p.column, NO_COLUMN, "{line}");
-                            continue;
-                        };
-                        let c = &def.columns[p.column as usize];
+                    let cols = columns_of(&b, e.row());
+                    for ((_, name, value), (ordinal, _)) in e.props().zip(cols) {
+                        let c = &def.columns[ordinal as usize];
                         assert_eq!(
                             (c.source.as_deref(), c.class),
-                            (Some(p.name.raw()), class),
+                            (Some(name.raw()), value.class()),
                             "{mode:?}: {line}"
                         );
                         checked += 1;
@@ -476,7 +554,7 @@ mod tests {
                 ("x_boolean".into(), Some("x".into()), TypeClass::Boolean),
             ]
         );
-        let cols: Vec<u32> = b.events.iter().map(|e| e.props[0].column).collect();
+        let cols: Vec<u32> = (0..5).map(|r| columns_of(&b, r)[0].0).collect();
         assert_eq!(cols, [3, 4, 5, 4, 3]);
     }
 
@@ -489,7 +567,9 @@ mod tests {
             &[&ev(r#","n":null"#), &ev(r#","n":"v""#), &ev(r#","n":null"#)],
         );
         assert_eq!(names(&t[0])[3..], ["n"]);
-        assert_eq!(b.events[0].props[0].column, sluice_engine::batch::NO_COLUMN);
+        // A null is no value: the event has no property to give a column.
+        assert_eq!(b.events.get(0).props().count(), 0);
+        assert_eq!(columns_of(&b, 1), [(3, false)]);
     }
 
     #[test]
@@ -574,10 +654,10 @@ mod tests {
                 "mp_properties"
             ]
         );
-        let p = &b.events[0].props;
-        assert!(!p[0].overflow && !p[1].overflow);
-        assert!(p[2].overflow && p[3].overflow);
-        assert_eq!(p[2].column, 5);
+        let p = columns_of(&b, 0);
+        assert!(!p[0].1 && !p[1].1);
+        assert!(p[2].1 && p[3].1);
+        assert_eq!(p[2].0, 5);
     }
 
     #[test]
@@ -635,7 +715,7 @@ mod tests {
         );
         assert_eq!(names(&t[0]), ["time", "distinct_id", "a", "c"]);
         assert_eq!(names(&t[1]), ["time", "distinct_id", "b"]);
-        assert_eq!(b.events[6].table.as_ref().unwrap().name, "cloud_route");
+        assert_eq!(b.events.get(6).table().unwrap().name, "cloud_route");
         assert_eq!(t[4].source_event.as_deref(), Some("signup"));
     }
 
@@ -658,9 +738,8 @@ mod tests {
             CleanName.process(&mut b).unwrap();
             ti.process(&mut b).unwrap();
             outs.push(
-                b.events
-                    .iter()
-                    .flat_map(|e| e.props.iter().map(|p| p.column))
+                (0..b.events.len())
+                    .flat_map(|r| columns_of(&b, r))
                     .collect::<Vec<_>>(),
             );
         }

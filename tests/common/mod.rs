@@ -118,6 +118,12 @@ pub fn read_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// How many of `lines` `sluice replay` sends: an empty line is no message (a file source
+/// reads it as a dead letter, a topic never holds it).
+pub fn messages(lines: &[String]) -> usize {
+    lines.iter().filter(|l| !l.is_empty()).count()
+}
+
 /// The footer of each Parquet file under `dir`, at any depth.
 pub fn parquet_footers(dir: &Path) -> Vec<(PathBuf, parquet::file::metadata::ParquetMetaData)> {
     use parquet::file::reader::FileReader;

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
-use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnDescPtr, ColumnPath, SchemaDescriptor, Type};
+use parquet::schema::types::ColumnDescPtr;
 
 use sluice_engine::{EngineError, Result};
 
@@ -29,10 +28,8 @@ enum Encoder {
 /// A Parquet file, driven a row group and a column at a time.
 struct ParquetFile {
     writer: SerializedFileWriter<UploadWriter>,
-    /// The file's writer properties: what parquet's column writers (dictionaries, page
-    /// statistics, the page index) are made with, for the columns with values enough to fill
-    /// them.
-    props: WriterPropertiesPtr,
+    /// Whether each column's chunks go through a dictionary (chosen on the first row group).
+    dictionary: Vec<bool>,
     /// Each column's descriptor (the schema is flat: a field is a leaf).
     leaves: Vec<ColumnDescPtr>,
     codec: PqCompression,
@@ -86,24 +83,17 @@ impl OpenFile {
                     }
                     Compression::None => PqCompression::UNCOMPRESSED,
                 };
-                let mut props = WriterProperties::builder()
+                // The chunks are encoded here (`lake/chunk.rs`); the writer makes the schema,
+                // the footer and its copy of the Arrow schema.
+                let props = WriterProperties::builder()
                     .set_compression(codec)
-                    .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
-                for &i in plain {
-                    if let Some(f) = schema.fields().get(i) {
-                        props = props.set_column_dictionary_enabled(
-                            ColumnPath::from(f.name().as_str()),
-                            false,
-                        );
-                    }
-                }
-                let props = props.build();
+                    .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+                    .build();
                 // `ArrowWriter` makes the Parquet schema and the footer's copy of the Arrow
                 // schema; its row groups are then written by hand.
                 let (writer, _) = ArrowWriter::try_new(sink, schema, Some(props))
                     .and_then(ArrowWriter::into_serialized_writer)
                     .map_err(|e| internal("starting a Parquet file", e))?;
-                let props = writer.properties().clone();
                 let leaves = writer.schema_descr().columns().to_vec();
                 if leaves.len() != columns {
                     return Err(EngineError::Internal(format!(
@@ -111,9 +101,15 @@ impl OpenFile {
                         leaves.len()
                     )));
                 }
+                let mut dictionary = vec![true; columns];
+                for &i in plain {
+                    if let Some(d) = dictionary.get_mut(i) {
+                        *d = false;
+                    }
+                }
                 Encoder::Parquet(ParquetFile {
                     writer,
-                    props,
+                    dictionary,
                     leaves,
                     codec,
                     row_groups: 0,
@@ -199,76 +195,33 @@ impl OpenFile {
     }
 }
 
-/// One row group, encoded a column at a time: each column's nulls exist only while it is
-/// encoded (a wide table's padding is never all in memory at once). A sparse column (few
-/// values among many rows, or none) is encoded by `lake/sparse.rs` in time proportional to its
-/// values; the others by parquet's column writers, made for those columns only: a writer costs
-/// its page buffers, statistics and codec, and parquet's row group factory makes one for
-/// every column of the schema, which in a wide table is a cost per row group and column.
-fn write_row_group(f: &mut ParquetFile, mut rows: Rows) -> std::result::Result<(), String> {
+/// One row group, encoded a column at a time from the window's columns (`lake/chunk.rs`):
+/// each column's values go straight into its pages, with no Arrow array or per-row nulls
+/// made for it.
+fn write_row_group(f: &mut ParquetFile, rows: Rows) -> std::result::Result<(), String> {
     let e = |e: parquet::errors::ParquetError| e.to_string();
-    let schema = rows.schema.clone();
-    if f.leaves.len() != schema.fields().len() {
+    let width = rows.schema.fields().len();
+    if f.leaves.len() != width || f.dictionary.len() != width {
         return Err(format!(
-            "{} Parquet columns for {} fields",
-            f.leaves.len(),
-            schema.fields().len()
+            "{} Parquet columns for {width} fields",
+            f.leaves.len()
         ));
     }
-    let dense: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| rows.sparse(i).is_none())
-        .collect();
-    let mut writers = dense_writers(f, &schema, &dense).map_err(e)?.into_iter();
     let mut group = f.writer.next_row_group().map_err(e)?;
-    for (i, field) in schema.fields().iter().enumerate() {
-        if let Some(sparse) = rows.sparse(i) {
-            let (bytes, close) =
-                super::sparse::encode(&sparse, rows.rows, f.leaves[i].clone(), f.codec)
-                    .map_err(|e| e.to_string())?;
-            group.append_column(&bytes, close).map_err(e)?;
-            continue;
-        }
-        let mut writer = writers
-            .next()
-            .ok_or_else(|| format!("no column writer for column {i}"))?;
-        let array = rows.take_array(i).map_err(|e| e.to_string())?;
-        for leaf in compute_leaves(field, &array).map_err(e)? {
-            writer.write(&leaf).map_err(e)?;
-        }
-        writer
-            .close()
-            .map_err(e)?
-            .append_to_row_group(&mut group)
-            .map_err(e)?;
+    for i in 0..width {
+        let (bytes, close) = super::chunk::encode(
+            &rows.chunk(i),
+            rows.rows,
+            f.leaves[i].clone(),
+            f.codec,
+            f.dictionary[i],
+        )
+        .map_err(|e| e.to_string())?;
+        group.append_column(&bytes, close).map_err(e)?;
     }
     group.close().map_err(e)?;
     f.row_groups += 1;
     f.writer.flush().map_err(|e| e.to_string())
-}
-
-/// Parquet's column writers for the columns numbered in `dense`, in that order, with the
-/// file's properties. They are made from a schema of those columns alone; each leaf's
-/// descriptor (type, levels, path) is the file's own, which the row group checks as it
-/// takes each chunk.
-fn dense_writers(
-    f: &ParquetFile,
-    schema: &Schema,
-    dense: &[usize],
-) -> parquet::errors::Result<Vec<parquet::arrow::arrow_writer::ArrowColumnWriter>> {
-    let fields: Vec<_> = dense.iter().map(|&i| schema.fields()[i].clone()).collect();
-    let leaves = dense.iter().map(|&i| f.leaves[i].self_type_ptr()).collect();
-    let root = Type::group_type_builder("arrow_schema")
-        .with_fields(leaves)
-        .build()?;
-    let descr = SchemaDescriptor::new(Arc::new(root));
-    // Deprecated for `ArrowRowGroupWriterFactory`, which makes writers for a file's every
-    // column and no subset of them.
-    #[allow(deprecated)]
-    parquet::arrow::arrow_writer::get_column_writers(
-        &descr,
-        &f.props,
-        &Arc::new(Schema::new(fields)),
-    )
 }
 
 /// Rows as NDJSON (nulls left out, `time` in integer epoch seconds: SPEC §4.2, §12 D2).

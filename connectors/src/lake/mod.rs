@@ -2,10 +2,10 @@
 //! and age, and each epoch committed with its objects, catalog partitions and source positions
 //! as one unit.
 
+mod chunk;
 mod config;
 mod file;
 mod sink;
-mod sparse;
 mod window;
 
 pub use config::{

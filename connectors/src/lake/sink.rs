@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sluice_engine::batch::{Batch, DeadLetter};
+use sluice_engine::batch::{Batch, DeadLetter, Events};
 use sluice_engine::commit::{decide, CommitStage, Observed, Recovery};
 use sluice_engine::component::{Sink, SinkContext, TableDef};
 use sluice_engine::ownership::{worker_id, Claim, Ownership, Rewind};
@@ -30,7 +30,8 @@ use sluice_engine::{EngineError, Result};
 
 use super::config::{Dataset, Roll};
 use super::file::{ClosedFile, OpenFile};
-use super::window::{arrow_schema, SystemColumns, Window};
+use super::window::{arrow_schema, Pick, SystemColumns, Window};
+
 use super::{Compression, DataFormat};
 use crate::catalog::{Catalog, CatalogTable, Manifest, NewPartition, SourcePosition};
 use crate::kafka::produce::TopicProducer;
@@ -360,6 +361,133 @@ impl LakeSink {
         let e = Arc::new((d, sys));
         self.defs.insert(table_id, e.clone());
         Ok(e)
+    }
+
+    /// Appends a batch's events to their (table, date) windows, a fragment at a time, and
+    /// encodes the row groups that filled. Events at positions already committed are skipped;
+    /// returns how many.
+    fn append(&mut self, ev: &Events) -> Result<u64> {
+        let n = ev.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        if ev.table.len() != n || ev.date.len() != n {
+            return Err(EngineError::Internal(
+                "an event reached the sink without a table or a date".into(),
+            ));
+        }
+        // The windows (table, date) the batch's events go to, and for each, its runs of
+        // consecutive events; events whose position is already committed go nowhere.
+        let mut skipped = 0u64;
+        let mut targets: Vec<(u32, i32)> = Vec::new();
+        let mut runs: Vec<Vec<(u32, u32)>> = Vec::new();
+        let mut current: Option<(usize, u32)> = None;
+        let mut last_partition: Option<(u32, u64)> = None;
+        for r in 0..n {
+            let pos = ev.pos[r];
+            let committed = match last_partition {
+                Some((p, c)) if p == pos.partition => c,
+                _ => {
+                    let c = self.committed_offset(pos.partition);
+                    last_partition = Some((pos.partition, c));
+                    c
+                }
+            };
+            let target = if pos.offset < committed {
+                skipped += 1;
+                None
+            } else {
+                let key = (ev.table[r], ev.date[r]);
+                match current {
+                    Some((t, _)) if targets[t] == key => Some(t),
+                    _ => Some(match targets.iter().position(|&t| t == key) {
+                        Some(t) => t,
+                        None => {
+                            targets.push(key);
+                            runs.push(Vec::new());
+                            targets.len() - 1
+                        }
+                    }),
+                }
+            };
+            let r = r as u32;
+            match (current, target) {
+                (Some((t, _)), Some(u)) if t == u => {}
+                _ => {
+                    if let Some((t, start)) = current {
+                        runs[t].push((start, r));
+                    }
+                    current = target.map(|t| (t, r));
+                }
+            }
+        }
+        if let Some((t, start)) = current {
+            runs[t].push((start, n as u32));
+        }
+        if targets.is_empty() {
+            return Ok(skipped);
+        }
+        // The columns each table needs its definition to know.
+        let mut need = vec![0u32; ev.tables.len()];
+        for f in &ev.props {
+            for c in &f.columns {
+                if let Some(x) = need.get_mut(c.table as usize) {
+                    *x = (*x).max(c.ordinal);
+                }
+            }
+        }
+        let whole = targets.len() == 1 && skipped == 0;
+        let all = [(0u32, n as u32)];
+        // What an event holds, on average in this batch: where a row group fills within a
+        // batch, the batch is cut there (row groups keep their size, whatever the batch's).
+        let per_event = (ev.approx_bytes() / n).max(1);
+        for (t, &(table, date)) in targets.iter().enumerate() {
+            let Some(tref) = ev.tables.get(table as usize) else {
+                return Err(EngineError::Internal("an event's table is unknown".into()));
+            };
+            let entry = self.def(tref.id, need[table as usize])?;
+            let (def, sys) = (&entry.0, entry.1);
+            let key = (tref.id, date);
+            // The width's row group size is never below the configured one.
+            let group_bytes = self
+                .roll
+                .row_group_bytes
+                .max(self.roll.row_group_bytes_for(def.columns.len()));
+            let pieces: &[(u32, u32)] = if whole { &all } else { &runs[t] };
+            for &(mut a, b) in pieces {
+                while a < b {
+                    let w = self
+                        .windows
+                        .entry(key)
+                        .or_insert_with(|| Window::new(tref.id, date));
+                    let in_file = w.file.as_ref().map_or(0, |f| f.value_bytes);
+                    let limit = group_bytes.min(self.roll.max_file_bytes.saturating_sub(in_file));
+                    let room = limit.saturating_sub(w.bytes as u64) as usize;
+                    let fit = room.div_ceil(per_event).max(1) as u32;
+                    let end = b.min(a.saturating_add(fit));
+                    let before = w.bytes;
+                    let pick = if whole && a == 0 && end == b {
+                        Pick::All
+                    } else {
+                        Pick::Runs(&[(a, end)])
+                    };
+                    w.append(ev, table, pick, def, sys)?;
+                    self.held_bytes += (w.bytes - before) as u64;
+                    let held = w.bytes as u64;
+                    if held >= group_bytes || in_file + held >= self.roll.max_file_bytes {
+                        // A row group: encoded, and on its way to the store.
+                        self.flush_rows(key)?;
+                        if in_file + held >= self.roll.max_file_bytes {
+                            // Roll on size: the file is finished, and made visible at the
+                            // commit.
+                            self.close_file(key)?;
+                        }
+                    }
+                    a = end;
+                }
+            }
+        }
+        Ok(skipped)
     }
 
     /// `<prefix>/<project_id>/<table>/<YYYY>/<MM>/<DD>/` (SPEC §7.1): a partition's location.
@@ -804,49 +932,7 @@ impl Sink for LakeSink {
             self.generation = batch.generation;
         }
         self.take_up_claims();
-        let mut skipped = 0u64;
-        for e in batch.events {
-            if e.pos.offset < self.committed_offset(e.pos.partition) {
-                skipped += 1;
-                continue;
-            }
-            let (Some(table), Some(date)) = (&e.table, e.date) else {
-                return Err(EngineError::Internal(
-                    "an event reached the sink without a table or a date".into(),
-                ));
-            };
-            let need = e
-                .props
-                .iter()
-                .filter(|p| p.column != sluice_engine::batch::NO_COLUMN)
-                .map(|p| p.column)
-                .max()
-                .unwrap_or(0);
-            let entry = self.def(table.id, need)?;
-            let (def, sys) = (&entry.0, entry.1);
-            let key = (table.id, date);
-            let w = self
-                .windows
-                .entry(key)
-                .or_insert_with(|| Window::new(table.id, date));
-            let before = w.bytes;
-            w.push(&e, def, sys)?;
-            self.held_bytes += (w.bytes - before) as u64;
-            let held = w.bytes as u64;
-            let in_file = w.file.as_ref().map_or(0, |f| f.value_bytes);
-            // The width's row group size is never below the configured one: worked out only
-            // once a window holds that much, not for every event.
-            let group_full = held >= self.roll.row_group_bytes
-                && held >= self.roll.row_group_bytes_for(def.columns.len());
-            if group_full || in_file + held >= self.roll.max_file_bytes {
-                // A row group: encoded, and on its way to the store.
-                self.flush_rows(key)?;
-                if in_file + held >= self.roll.max_file_bytes {
-                    // Roll on size: the file is finished, and made visible at the commit.
-                    self.close_file(key)?;
-                }
-            }
-        }
+        let mut skipped = self.append(&batch.events)?;
         for d in batch.dead {
             if d.pos.offset < self.committed_offset(d.pos.partition) {
                 skipped += 1;

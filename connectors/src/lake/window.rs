@@ -19,10 +19,13 @@ use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
-use sluice_engine::batch::{Event, Position, Value};
+#[cfg(test)]
+use sluice_engine::batch::Value;
+use sluice_engine::batch::{Events, Frag, FragValues, Position, Texts, ValueRef};
 use sluice_engine::component::TableDef;
 use sluice_engine::{EngineError, Result, TypeClass};
 
+use super::chunk::Chunk;
 use super::file::OpenFile;
 
 /// The Arrow type of a column class; `time` is TIMESTAMP(MICROS, UTC) (SPEC §12 D2).
@@ -105,6 +108,7 @@ impl Column {
     }
 
     /// Appends `v`; returns the bytes it holds.
+    #[cfg(test)]
     fn push(&mut self, row: usize, v: &Value) -> Result<usize> {
         if let Some(s) = v.text() {
             self.push_str(row, s)?;
@@ -129,6 +133,7 @@ impl Column {
         Ok(size)
     }
 
+    #[cfg(test)]
     fn push_time(&mut self, row: usize, us: i64) -> Result<()> {
         match &mut self.values {
             Values::Time(xs) => xs.push(us),
@@ -140,6 +145,69 @@ impl Column {
         }
         self.rows.push(row as u32);
         Ok(())
+    }
+
+    /// Appends times, the first at window row `row` and each next one in the next row.
+    fn extend_time(&mut self, times: &[i64], row: u32) -> Result<()> {
+        match &mut self.values {
+            Values::Time(xs) => xs.extend_from_slice(times),
+            _ => {
+                return Err(EngineError::Internal(
+                    "time column is not a timestamp".into(),
+                ))
+            }
+        }
+        self.rows.extend(row..row + times.len() as u32);
+        Ok(())
+    }
+
+    /// Appends distinct ids `v0..v1` (of the events `rows`), at window rows `rows + delta`;
+    /// returns the bytes they hold.
+    fn extend_ids(
+        &mut self,
+        rows: &[u32],
+        ids: &Texts,
+        v0: usize,
+        v1: usize,
+        delta: u32,
+    ) -> Result<usize> {
+        let Values::Str { bytes, ends } = &mut self.values else {
+            return Err(EngineError::Internal(
+                "distinct_id column is not a string".into(),
+            ));
+        };
+        let held = extend_text(bytes, ends, ids, v0, v1)?;
+        self.rows
+            .extend(rows[v0..v1].iter().map(|&r| r.wrapping_add(delta)));
+        Ok(held - 8 * (v1 - v0))
+    }
+
+    /// Appends values `v0..v1` of `frag`, value `i` at window row `frag.rows[i] + delta`
+    /// (wrapping: `delta` may be "negative"); returns the bytes they hold.
+    fn extend(&mut self, frag: &Frag, v0: usize, v1: usize, delta: u32) -> Result<usize> {
+        let n = v1 - v0;
+        let bytes = match (&mut self.values, &frag.values) {
+            (Values::Str { bytes, ends }, FragValues::Text(t)) => {
+                extend_text(bytes, ends, t, v0, v1)?
+            }
+            (Values::Num(xs), FragValues::Num(v)) => {
+                xs.extend_from_slice(&v[v0..v1]);
+                12 * n
+            }
+            (Values::Bool(xs), FragValues::Bool(v)) => {
+                xs.extend_from_slice(&v[v0..v1]);
+                5 * n
+            }
+            _ => {
+                return Err(EngineError::Internal(format!(
+                    "values of {} do not fit their column's type",
+                    frag.name.raw()
+                )))
+            }
+        };
+        self.rows
+            .extend(frag.rows[v0..v1].iter().map(|&r| r.wrapping_add(delta)));
+        Ok(bytes)
     }
 
     /// The column as an Arrow array of `rows` rows, nulls where it has no value.
@@ -265,9 +333,47 @@ fn with_headroom(n: usize) -> usize {
 
 /// Where the value just appended ends: Arrow's string offsets are `i32`.
 fn end_of(bytes: &[u8]) -> Result<i32> {
-    i32::try_from(bytes.len()).map_err(|_| {
+    end_of_len(bytes.len())
+}
+
+fn end_of_len(len: usize) -> Result<i32> {
+    i32::try_from(len).map_err(|_| {
         EngineError::Internal("a column's values passed 2 GiB in one row group".into())
     })
+}
+
+/// Texts `v0..v1` of `t` appended to a column's bytes and ends, in one copy; the bytes they
+/// hold (with 8 per value for its end and row).
+fn extend_text(
+    bytes: &mut Vec<u8>,
+    ends: &mut Vec<i32>,
+    t: &Texts,
+    v0: usize,
+    v1: usize,
+) -> Result<usize> {
+    if v0 == v1 {
+        return Ok(0);
+    }
+    let from = if v0 == 0 {
+        0
+    } else {
+        t.ends()[v0 - 1] as usize
+    };
+    let to = t.ends()[v1 - 1] as usize;
+    let base = end_of(bytes)?;
+    end_of_len(bytes.len() + (to - from))?;
+    bytes.extend_from_slice(&t.bytes().as_bytes()[from..to]);
+    let shift = base - from as i32;
+    ends.extend(t.ends()[v0..v1].iter().map(|&e| e as i32 + shift));
+    Ok(to - from + 8 * (v1 - v0))
+}
+
+/// Which events of a batch go to a window: all of them, or these runs of rows (half-open,
+/// ascending, not empty).
+#[derive(Clone, Copy)]
+pub enum Pick<'a> {
+    All,
+    Runs(&'a [(u32, u32)]),
 }
 
 /// Rows taken from a window for one row group: each column becomes an Arrow array only when
@@ -315,6 +421,7 @@ impl Column {
 }
 
 /// A column's values, lent to an encoder.
+#[derive(Clone, Copy)]
 pub enum ValuesRef<'a> {
     /// The values' bytes one after another, and where each ends.
     Str {
@@ -326,17 +433,8 @@ pub enum ValuesRef<'a> {
     Time(&'a [i64]),
 }
 
-/// A column with few values among a row group's rows (see [`Rows::sparse`]).
-pub struct Sparse<'a> {
-    /// The row of each value, ascending.
-    pub rows: &'a [u32],
-    /// The values; none when the column has none in these rows.
-    pub values: Option<ValuesRef<'a>>,
-}
-
-/// A column with at most one value in this many rows of a row group is sparse: its chunk is
-/// encoded in time proportional to its values (`lake/sparse.rs`), not to the rows. At this
-/// density the runs of its definition levels take no more room than bit-packed levels would.
+/// A column with at most one value in this many rows of a row group is sparse: it gets no
+/// dictionary (a few values cannot repay one), and its definition levels are runs.
 pub const SPARSE_RATIO: usize = 64;
 
 impl Rows {
@@ -347,7 +445,7 @@ impl Rows {
     pub fn plain_columns(&self) -> Vec<usize> {
         (0..self.schema.fields().len())
             .filter(|&i| {
-                self.sparse(i).is_some()
+                self.is_sparse(i)
                     || !self
                         .columns
                         .get(i)
@@ -357,15 +455,23 @@ impl Rows {
             .collect()
     }
 
-    /// Column `i` when it is sparse: at most one value in [`SPARSE_RATIO`] rows, or none.
-    /// Ask before [`Rows::take_array`], which gives the values up.
-    pub fn sparse(&self, i: usize) -> Option<Sparse<'_>> {
+    /// Whether column `i` is sparse: at most one value in [`SPARSE_RATIO`] rows, or none.
+    pub fn is_sparse(&self, i: usize) -> bool {
         match self.columns.get(i).and_then(Option::as_ref) {
-            None => Some(Sparse {
+            None => true,
+            Some(c) => c.rows.len() * SPARSE_RATIO <= self.rows,
+        }
+    }
+
+    /// Column `i`'s rows and values, for an encoder. Ask before [`Rows::take_array`], which
+    /// gives the values up.
+    pub fn chunk(&self, i: usize) -> Chunk<'_> {
+        match self.columns.get(i).and_then(Option::as_ref) {
+            None => Chunk {
                 rows: &[],
                 values: None,
-            }),
-            Some(c) if c.rows.len() * SPARSE_RATIO <= self.rows => Some(Sparse {
+            },
+            Some(c) => Chunk {
                 rows: &c.rows,
                 values: Some(match &c.values {
                     Values::Str { bytes, ends } => ValuesRef::Str { bytes, ends },
@@ -373,8 +479,7 @@ impl Rows {
                     Values::Bool(xs) => ValuesRef::Bool(xs),
                     Values::Time(xs) => ValuesRef::Time(xs),
                 }),
-            }),
-            Some(_) => None,
+            },
         }
     }
 
@@ -477,46 +582,127 @@ impl Window {
         Ok(self.columns[ordinal].get_or_insert_with(|| Column::new(class, n, bytes)))
     }
 
-    /// Appends one event; `def` must know every column the event uses.
-    pub fn push(&mut self, e: &Event, def: &TableDef, sys: SystemColumns) -> Result<()> {
-        let row = self.rows;
+    /// Appends the events of `ev` that `pick` names (all of them in table `table`, an index in
+    /// `ev.tables`): the system columns, then each fragment's values in its column (`def`
+    /// must know them all), in one copy per fragment and run of events. `rows` and `bytes`
+    /// grow.
+    pub fn append(
+        &mut self,
+        ev: &Events,
+        table: u32,
+        pick: Pick<'_>,
+        def: &TableDef,
+        sys: SystemColumns,
+    ) -> Result<()> {
+        let all = [(0u32, ev.len() as u32)];
+        let runs: &[(u32, u32)] = match pick {
+            Pick::All => &all,
+            Pick::Runs(r) => r,
+        };
+        let added: usize = runs.iter().map(|&(a, b)| (b - a) as usize).sum();
+        if added == 0 {
+            return Ok(());
+        }
         if self.first.is_none() {
-            self.first = Some(e.pos);
+            self.first = Some(ev.pos[runs[0].0 as usize]);
         }
-        let mut bytes = 16;
+        // Per run: the window row of its first event, less that event's row in the batch.
+        let mut deltas = Vec::with_capacity(runs.len());
+        let mut at = self.rows as u32;
+        for &(a, b) in runs {
+            deltas.push(at.wrapping_sub(a));
+            at += b - a;
+        }
+        let mut bytes = 16 * added;
         if let Some(i) = sys.event_name {
-            let cleaned = e.table.as_ref().is_some_and(|t| t.cleaned_event_name);
-            let name = match (cleaned, e.name.clean()) {
-                (true, Some(c)) => c,
-                _ => e.name.raw(),
+            let cleaned = ev
+                .tables
+                .get(table as usize)
+                .is_some_and(|t| t.cleaned_event_name);
+            let col = self.col(i, def)?;
+            let mut last: Option<(sluice_engine::NameRef, &str)> = None;
+            for (&(a, b), &delta) in runs.iter().zip(&deltas) {
+                for r in a..b {
+                    let n = ev.name[r as usize];
+                    let name = match last {
+                        Some((l, s)) if l == n => s,
+                        _ => {
+                            let s = match (cleaned, n.clean_static()) {
+                                (true, Some(c)) => c,
+                                _ => n.raw_static(),
+                            };
+                            last = Some((n, s));
+                            s
+                        }
+                    };
+                    bytes += name.len();
+                    col.push_str(r.wrapping_add(delta) as usize, name)?;
+                }
+            }
+        }
+        {
+            let col = self.col(sys.time, def)?;
+            for (&(a, b), &delta) in runs.iter().zip(&deltas) {
+                col.extend_time(&ev.time_us[a as usize..b as usize], a.wrapping_add(delta))?;
+            }
+        }
+        {
+            let col = self.col(sys.distinct_id, def)?;
+            for (&(a, b), &delta) in runs.iter().zip(&deltas) {
+                let v0 = ev.distinct_rows.partition_point(|&r| r < a);
+                let v1 = ev.distinct_rows.partition_point(|&r| r < b);
+                bytes += col.extend_ids(&ev.distinct_rows, &ev.distinct_ids, v0, v1, delta)?;
+            }
+        }
+        let mut overflow: Option<usize> = None;
+        for f in &ev.props {
+            let Some(c) = f.column_in(table) else {
+                continue;
             };
-            self.col(i, def)?.push_str(row, name)?;
-            bytes += name.len();
-        }
-        self.col(sys.time, def)?.push_time(row, e.time_us)?;
-        if let Some(d) = &e.distinct_id {
-            self.col(sys.distinct_id, def)?.push_str(row, d)?;
-            bytes += d.len();
-        }
-        let mut overflow: Option<(usize, serde_json::Map<String, serde_json::Value>)> = None;
-        for p in &e.props {
-            if p.column == sluice_engine::batch::NO_COLUMN {
+            if c.overflow {
+                overflow = Some(c.ordinal as usize);
                 continue;
             }
-            if p.overflow {
-                let (_, map) =
-                    overflow.get_or_insert_with(|| (p.column as usize, Default::default()));
-                map.insert(p.name.raw().to_string(), to_json(&p.value));
-                continue;
+            let col = self.col(c.ordinal as usize, def)?;
+            for (&(a, b), &delta) in runs.iter().zip(&deltas) {
+                let (v0, v1) = match pick {
+                    Pick::All => (0, f.rows.len()),
+                    Pick::Runs(_) => (
+                        f.rows.partition_point(|&r| r < a),
+                        f.rows.partition_point(|&r| r < b),
+                    ),
+                };
+                if v0 < v1 {
+                    bytes += col.extend(f, v0, v1, delta)?;
+                }
             }
-            bytes += self.col(p.column as usize, def)?.push(row, &p.value)?;
         }
-        if let Some((ordinal, map)) = overflow {
-            let text = serde_json::Value::Object(map).to_string();
-            bytes += text.len();
-            self.col(ordinal, def)?.push_str(row, &text)?;
+        if let Some(ordinal) = overflow {
+            // `mp_properties`: per event, a JSON object of the overflowing properties'
+            // original names and values, in the order they came.
+            let col = self.col(ordinal, def)?;
+            for (&(a, b), &delta) in runs.iter().zip(&deltas) {
+                for r in a..b {
+                    let e = ev.get(r as usize);
+                    let mut map = serde_json::Map::new();
+                    for (fi, name, v) in e.props() {
+                        if ev.props[fi as usize]
+                            .column_in(table)
+                            .is_some_and(|c| c.overflow)
+                        {
+                            map.insert(name.raw().to_string(), to_json(v));
+                        }
+                    }
+                    if map.is_empty() {
+                        continue;
+                    }
+                    let text = serde_json::Value::Object(map).to_string();
+                    bytes += text.len();
+                    col.push_str(r.wrapping_add(delta) as usize, &text)?;
+                }
+            }
         }
-        self.rows += 1;
+        self.rows += added;
         self.bytes += bytes;
         Ok(())
     }
@@ -564,15 +750,14 @@ impl Window {
     }
 }
 
-fn to_json(v: &Value) -> serde_json::Value {
+fn to_json(v: ValueRef<'_>) -> serde_json::Value {
     match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Bool(b) => serde_json::Value::Bool(*b),
-        Value::Number(n) => serde_json::Number::from_f64(*n)
+        ValueRef::Bool(b) => serde_json::Value::Bool(b),
+        ValueRef::Num(n) => serde_json::Number::from_f64(n)
             .map(serde_json::Value::Number)
             .unwrap_or(serde_json::Value::Null),
-        Value::String(s) => serde_json::Value::String(s.to_string()),
-        Value::Json(s) => {
+        ValueRef::Str(s) => serde_json::Value::String(s.to_string()),
+        ValueRef::Json(s) => {
             serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_string()))
         }
     }
@@ -701,6 +886,151 @@ mod tests {
         assert_eq!(rg.num_rows(), 3000);
     }
 
+    /// A batch split over two windows (two dates), with a property past the column limit:
+    /// each window gets its events' values in its own rows, the system columns, and
+    /// `mp_properties` as a JSON object of what overflowed, in the order it came.
+    #[test]
+    fn a_batch_split_over_windows_lands_each_value_in_its_own_row() {
+        use sluice_engine::batch::{Events, FragColumn, FragIndex, NameRef, TableRef};
+        use sluice_engine::component::ColumnDef;
+        use std::sync::Arc;
+
+        let col = |ordinal: u32, name: &str, class: TypeClass, source: Option<&str>| ColumnDef {
+            ordinal,
+            name: name.into(),
+            class,
+            source: source.map(String::from),
+        };
+        let def = TableDef {
+            id: 7,
+            name: "mp_master_event".into(),
+            source_event: None,
+            columns: vec![
+                col(0, "mp_event_name", TypeClass::String, None),
+                col(1, "time", TypeClass::Timestamp, None),
+                col(2, "distinct_id", TypeClass::String, None),
+                col(3, "a", TypeClass::Number, Some("a")),
+                col(4, "s", TypeClass::String, Some("s")),
+                col(5, "mp_properties", TypeClass::String, None),
+            ],
+        };
+        let sys = SystemColumns::of(&def).unwrap();
+        let n = NameRef::intern;
+        let mut ev = Events::default();
+        let mut ix = FragIndex::default();
+        for r in 0..6u64 {
+            let mut props = vec![(n("a"), Value::Number(r as f64))];
+            if r % 2 == 1 {
+                props.push((n("s"), Value::String(format!("s{r}").into())));
+            }
+            if r >= 4 {
+                props.push((n("late"), Value::Json(format!("[{r}]").into())));
+                props.push((n("later"), Value::Bool(true)));
+            }
+            let pos = Position {
+                partition: 0,
+                offset: r,
+            };
+            let d = (r != 2).then(|| format!("u{r}"));
+            ev.push_event(&mut ix, n("E"), r as i64, pos, d.as_deref(), &props);
+        }
+        ev.tables.push(Arc::new(TableRef {
+            id: 7,
+            name: "mp_master_event".into(),
+            cleaned_event_name: false,
+        }));
+        ev.table = vec![0; 6];
+        ev.date = vec![10, 11, 10, 10, 11, 10];
+        for f in &mut ev.props {
+            let (ordinal, overflow) = match f.name.raw() {
+                "a" => (3, false),
+                "s" => (4, false),
+                _ => (5, true),
+            };
+            f.columns = vec![FragColumn {
+                table: 0,
+                ordinal,
+                overflow,
+            }];
+        }
+        // As the sink splits a batch: per date, its runs of events.
+        let runs_of = |date: i32| -> Vec<(u32, u32)> {
+            let mut runs: Vec<(u32, u32)> = Vec::new();
+            for r in (0..6u32).filter(|&r| ev.date[r as usize] == date) {
+                match runs.last_mut() {
+                    Some(last) if last.1 == r => last.1 = r + 1,
+                    _ => runs.push((r, r + 1)),
+                }
+            }
+            runs
+        };
+        assert_eq!(runs_of(10), [(0, 1), (2, 4), (5, 6)]);
+        let mut out = Vec::new();
+        for date in [10, 11] {
+            let runs = runs_of(date);
+            let rows: usize = runs.iter().map(|&(a, b)| (b - a) as usize).sum();
+            let mut w = Window::new(7, date);
+            // A row held from an earlier batch: this batch's rows come after it.
+            let mut first = Events::default();
+            first.push_event(
+                &mut FragIndex::default(),
+                n("E"),
+                99,
+                Position {
+                    partition: 0,
+                    offset: 0,
+                },
+                None,
+                &[],
+            );
+            first.tables = ev.tables.clone();
+            first.table = vec![0];
+            first.date = vec![date];
+            w.append(&first, 0, Pick::All, &def, sys).unwrap();
+            w.append(&ev, 0, Pick::Runs(&runs), &def, sys).unwrap();
+            assert_eq!(w.rows, rows + 1);
+            out.push(w.take_rows(&def).into_batch().unwrap());
+        }
+        let strs = |b: &RecordBatch, i: usize| -> Vec<Option<String>> {
+            b.column(i)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(String::from))
+                .collect()
+        };
+        let nums = |b: &RecordBatch, i: usize| -> Vec<Option<f64>> {
+            b.column(i).as_primitive::<Float64Type>().iter().collect()
+        };
+        let times = |b: &RecordBatch| -> Vec<i64> {
+            b.column(1)
+                .as_primitive::<TimestampMicrosecondType>()
+                .values()
+                .to_vec()
+        };
+        let s = |x: &str| Some(x.to_string());
+        // Date 10: the held row, then events 0, 2, 3 and 5.
+        assert_eq!(times(&out[0]), [99, 0, 2, 3, 5]);
+        assert_eq!(
+            nums(&out[0], 3),
+            [None, Some(0.0), Some(2.0), Some(3.0), Some(5.0)]
+        );
+        assert_eq!(strs(&out[0], 4), [None, None, None, s("s3"), s("s5")]);
+        assert_eq!(strs(&out[0], 2), [None, s("u0"), None, s("u3"), s("u5")]);
+        assert_eq!(
+            strs(&out[0], 5),
+            [None, None, None, None, s(r#"{"late":[5],"later":true}"#)]
+        );
+        assert_eq!(strs(&out[0], 0), [s("E"), s("E"), s("E"), s("E"), s("E")]);
+        // Date 11: the held row, then events 1 and 4.
+        assert_eq!(times(&out[1]), [99, 1, 4]);
+        assert_eq!(nums(&out[1], 3), [None, Some(1.0), Some(4.0)]);
+        assert_eq!(strs(&out[1], 4), [None, s("s1"), None]);
+        assert_eq!(
+            strs(&out[1], 5),
+            [None, None, s(r#"{"late":[4],"later":true}"#)]
+        );
+    }
+
     /// A schema of nullable columns `c0`, `c1`, ... of these classes.
     fn schema_of(classes: &[TypeClass]) -> SchemaRef {
         Arc::new(Schema::new(
@@ -772,7 +1102,7 @@ mod tests {
         use parquet::file::statistics::Statistics;
 
         let probe = sparse_rows();
-        let sparse: Vec<bool> = (0..9).map(|i| probe.sparse(i).is_some()).collect();
+        let sparse: Vec<bool> = (0..9).map(|i| probe.is_sparse(i)).collect();
         assert_eq!(
             sparse,
             [true, true, true, true, true, true, true, true, false]

@@ -1,0 +1,1122 @@
+//! Column chunks, encoded straight from a window's column: its values one after another and
+//! the rows they belong to.
+//!
+//! Parquet's Arrow writer wants an Arrow array per column (its nulls made per row), then
+//! computes a definition level per row, interns every value of a dictionary column in a hash
+//! table and compares every string with the page's minimum and maximum. Here a chunk costs
+//! its values, not its rows, wherever it can:
+//!
+//! - definition levels are written from the rows that have values: one run when every row
+//!   has one, runs when few do (a run of 40,000 nulls costs what a run of 1 does), else one
+//!   bit-packed run made as a bitmap;
+//! - a dictionary column hashes each value once (the previous value is tried first: data
+//!   often repeats), and its statistics come from its entries' order (two integer
+//!   comparisons per value), not from comparing the values themselves;
+//! - a plain string column compares values by their first eight bytes, and the rest only on
+//!   a tie.
+//!
+//! Pages (format v1) hold at most [`PAGE_ROWS`] rows and about [`PAGE_BYTES`] of values, as
+//! parquet's writer cuts them by default; each is compressed with the file's codec. The chunk
+//! carries its statistics (null count, min, max; strings cut to 64 bytes as parquet's writer
+//! cuts them), the encodings of its pages, and a page index (offset index and column index),
+//! so readers prune row groups and pages and keep the file's page index.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use parquet::basic::{BoundaryOrder, Compression, Encoding, PageType, Type as PhysicalType};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::ByteArray;
+use parquet::file::metadata::{
+    ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
+};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+use sluice_engine::{EngineError, Result};
+
+use super::window::ValuesRef;
+
+/// Bytes a string statistic keeps, as parquet's writer does by default
+/// (`statistics_truncate_length` and `column_index_truncate_length` are both 64): a longer
+/// minimum is cut (still a lower bound), a longer maximum cut and its last character raised
+/// (still an upper bound).
+const STATISTICS_TRUNCATE: usize = 64;
+
+/// Rows a data page holds at most (parquet's `data_page_row_count_limit`).
+pub const PAGE_ROWS: usize = 20_000;
+/// Bytes of encoded values after which a page ends (parquet's `data_page_size_limit`).
+const PAGE_BYTES: usize = 1024 * 1024;
+/// A dictionary larger than this (plain-encoded) is given up for plain values, as parquet's
+/// writer falls back past `dictionary_page_size_limit`.
+const DICTIONARY_BYTES: usize = 1024 * 1024;
+
+/// No rank: a NaN, which takes no part in a double column's minimum and maximum.
+const NO_RANK: u32 = u32::MAX;
+
+/// A column's values for one row group: the rows that have a value (ascending), and the
+/// values; `values` is `None` for a column with none.
+pub struct Chunk<'a> {
+    pub rows: &'a [u32],
+    pub values: Option<ValuesRef<'a>>,
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(format!("{what}: {e}"))
+}
+
+/// Encodes `column`, of `rows` rows, as a column chunk: its bytes (for
+/// `SerializedRowGroupWriter::append_column`) and what closing a column writer would report.
+/// With `dictionary`, values go through a dictionary unless it grows past
+/// [`DICTIONARY_BYTES`].
+pub fn encode(
+    column: &Chunk<'_>,
+    rows: usize,
+    descr: ColumnDescPtr,
+    codec: Compression,
+    dictionary: bool,
+) -> Result<(Bytes, ColumnCloseResult)> {
+    if descr.max_def_level() != 1 || descr.max_rep_level() != 0 {
+        return Err(EngineError::Internal(format!(
+            "column {} is not a nullable top-level column",
+            descr.path()
+        )));
+    }
+    let values = match column.values {
+        None => None,
+        Some(v) => Some(Vals::of(v, descr.physical_type())?),
+    };
+    let n = values.as_ref().map_or(0, Vals::len);
+    if n != column.rows.len() {
+        return Err(EngineError::Internal(format!(
+            "a column has {n} values for {} rows",
+            column.rows.len()
+        )));
+    }
+    if let Some(w) = column.rows.windows(2).find(|w| w[0] >= w[1]) {
+        return Err(EngineError::Internal(format!(
+            "a column's rows are out of order: {} then {}",
+            w[0], w[1]
+        )));
+    }
+    if column.rows.last().is_some_and(|&r| r as usize >= rows) {
+        return Err(EngineError::Internal(format!(
+            "a column has a value past its {rows} rows"
+        )));
+    }
+    count("rows of a column chunk", rows)?;
+    let dict = match &values {
+        Some(v) if dictionary && n > 0 => Dict::build(v),
+        _ => None,
+    };
+
+    let mut out = TrackedWrite::new(Vec::new());
+    let mut pages = SerializedPageWriter::new(&mut out);
+    let mut encoder = snap::raw::Encoder::new();
+    let write = |pages: &mut SerializedPageWriter<'_, _>, page: CompressedPage| {
+        pages
+            .write_page(page)
+            .map_err(|e| internal("writing a column chunk's page", e))
+    };
+
+    // The dictionary page: its entries, plain.
+    let mut dictionary_offset = None;
+    let mut uncompressed = 0usize;
+    if let (Some(v), Some(d)) = (&values, &dict) {
+        let mut body = Vec::with_capacity(d.bytes);
+        for &first in &d.first {
+            v.plain_one(first as usize, &mut body);
+        }
+        let body_len = body.len();
+        let page = CompressedPage::new(
+            Page::DictionaryPage {
+                buf: Bytes::from(compress(body, codec, &mut encoder)?),
+                num_values: count("dictionary entries", d.first.len())?,
+                encoding: Encoding::PLAIN,
+                is_sorted: false,
+            },
+            body_len,
+        );
+        let spec = write(&mut pages, page)?;
+        dictionary_offset = Some(spec.offset as i64);
+        uncompressed += spec.uncompressed_size;
+    }
+
+    // The data pages.
+    let mut offsets = OffsetIndexBuilder::new();
+    let mut page_stats: Vec<PageBound> = Vec::new();
+    let mut first_data = None;
+    let mut data_pages = 0;
+    let mut row = 0usize;
+    let mut next_value = 0usize;
+    loop {
+        let (end_row, end_value) =
+            page_end(column.rows, values.as_ref(), &dict, row, next_value, rows);
+        let page_rows = &column.rows[next_value..end_value];
+        let mut body = Vec::with_capacity(64 + (end_value - next_value) * 12);
+        body.extend_from_slice(&[0; 4]);
+        def_levels(&mut body, page_rows, row, end_row);
+        let levels = count("definition levels", body.len() - 4)?;
+        body[..4].copy_from_slice(&levels.to_le_bytes());
+        let bound = match (&values, &dict) {
+            (Some(v), Some(d)) => {
+                let idx = &d.idx[next_value..end_value];
+                body.push(d.bit_width);
+                hybrid(&mut body, idx, d.bit_width);
+                d.bound(v, idx)
+            }
+            (Some(v), None) => {
+                v.plain(next_value..end_value, &mut body);
+                v.bound(next_value..end_value)
+            }
+            (None, _) => Bound::None,
+        };
+        page_stats.push(PageBound {
+            bound,
+            nulls: ((end_row - row) - (end_value - next_value)) as u64,
+            values: end_value > next_value,
+        });
+        let page_uncompressed = body.len();
+        let page = CompressedPage::new(
+            Page::DataPage {
+                buf: Bytes::from(compress(body, codec, &mut encoder)?),
+                num_values: count("rows of a page", end_row - row)?,
+                encoding: if dict.is_some() {
+                    Encoding::RLE_DICTIONARY
+                } else {
+                    Encoding::PLAIN
+                },
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            },
+            page_uncompressed,
+        );
+        let spec = write(&mut pages, page)?;
+        first_data.get_or_insert(spec.offset as i64);
+        offsets.append_row_count(row as i64);
+        offsets.append_offset_and_size(
+            spec.offset as i64,
+            i32::try_from(spec.compressed_size).map_err(|e| internal("a page's size", e))?,
+        );
+        uncompressed += spec.uncompressed_size;
+        data_pages += 1;
+        row = end_row;
+        next_value = end_value;
+        if row >= rows {
+            break;
+        }
+    }
+    pages
+        .close()
+        .map_err(|e| internal("writing a column chunk's page", e))?;
+    let out = out
+        .into_inner()
+        .map_err(|e| internal("writing a column chunk", e))?;
+    let size = |x: usize| i64::try_from(x).map_err(|e| internal("a column chunk's size", e));
+    let uncompressed = uncompressed.max(out.len());
+
+    let physical = descr.physical_type();
+    let signed = descr.sort_order().is_signed();
+    let nulls = (rows - n) as u64;
+    let chunk_bound = page_stats
+        .iter()
+        .fold(Bound::None, |acc, p| acc.merge(&p.bound));
+    let statistics = with_legacy_min_max(chunk_bound.statistics(physical, nulls), signed);
+    let index = column_index(physical, &page_stats)?;
+    let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
+    let mut encoding_stats = Vec::new();
+    if dict.is_some() {
+        encodings.push(Encoding::RLE_DICTIONARY);
+        encoding_stats.push(PageEncodingStats {
+            page_type: PageType::DICTIONARY_PAGE,
+            encoding: Encoding::PLAIN,
+            count: 1,
+        });
+    }
+    encoding_stats.push(PageEncodingStats {
+        page_type: PageType::DATA_PAGE,
+        encoding: if dict.is_some() {
+            Encoding::RLE_DICTIONARY
+        } else {
+            Encoding::PLAIN
+        },
+        count: data_pages,
+    });
+    let metadata = ColumnChunkMetaData::builder(descr)
+        .set_compression(codec)
+        .set_encodings(encodings)
+        .set_page_encoding_stats(encoding_stats)
+        .set_num_values(rows as i64)
+        .set_total_compressed_size(size(out.len())?)
+        .set_total_uncompressed_size(size(uncompressed)?)
+        .set_dictionary_page_offset(dictionary_offset)
+        .set_data_page_offset(first_data.unwrap_or(0))
+        .set_statistics(statistics)
+        .build()
+        .map_err(|e| internal("a column chunk's metadata", e))?;
+    let close = ColumnCloseResult {
+        bytes_written: out.len() as u64,
+        rows_written: rows as u64,
+        metadata,
+        column_index: index,
+        bloom_filter: None,
+        offset_index: Some(offsets.build()),
+    };
+    Ok((Bytes::from(out), close))
+}
+
+/// A page header counts in an `i32`, and readers read a run's length into 31 bits.
+fn count(what: &str, x: usize) -> Result<u32> {
+    i32::try_from(x)
+        .map(|v| v as u32)
+        .map_err(|_| internal(what, format!("{x} does not fit a page")))
+}
+
+/// Where the page starting at `row` (and value `value`) ends: at most [`PAGE_ROWS`] rows,
+/// and ended early once its values take [`PAGE_BYTES`].
+fn page_end(
+    rows: &[u32],
+    values: Option<&Vals<'_>>,
+    dict: &Option<Dict>,
+    row: usize,
+    value: usize,
+    total: usize,
+) -> (usize, usize) {
+    let mut end_row = (row + PAGE_ROWS).min(total);
+    let mut end_value = value + rows[value..].partition_point(|&r| (r as usize) < end_row);
+    if let (Some(v), None) = (values, dict) {
+        if let Some(cut) = v.bytes_cut(value, end_value, PAGE_BYTES) {
+            // The page ends with the row of the value that filled it.
+            end_value = cut;
+            end_row = rows[cut - 1] as usize + 1;
+        }
+    }
+    (end_row, end_value)
+}
+
+/// A column's values, typed as the column is.
+enum Vals<'a> {
+    Str { bytes: &'a [u8], ends: &'a [i32] },
+    F64(&'a [f64]),
+    I64(&'a [i64]),
+    Bool(&'a [bool]),
+}
+
+impl<'a> Vals<'a> {
+    fn of(v: ValuesRef<'a>, t: PhysicalType) -> Result<Self> {
+        Ok(match (v, t) {
+            (ValuesRef::Str { bytes, ends }, PhysicalType::BYTE_ARRAY) => {
+                if ends.last().is_some_and(|&e| e as usize > bytes.len())
+                    || ends.first().is_some_and(|&e| e < 0)
+                {
+                    return Err(EngineError::Internal("a string column's ends".into()));
+                }
+                Vals::Str { bytes, ends }
+            }
+            (ValuesRef::Num(x), PhysicalType::DOUBLE) => Vals::F64(x),
+            (ValuesRef::Time(x), PhysicalType::INT64) => Vals::I64(x),
+            (ValuesRef::Bool(x), PhysicalType::BOOLEAN) => Vals::Bool(x),
+            (_, t) => {
+                return Err(EngineError::Internal(format!(
+                    "a column's values do not fit its Parquet type {t}"
+                )))
+            }
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Vals::Str { ends, .. } => ends.len(),
+            Vals::F64(x) => x.len(),
+            Vals::I64(x) => x.len(),
+            Vals::Bool(x) => x.len(),
+        }
+    }
+
+    /// String value `i`.
+    #[inline(always)]
+    fn str_at(bytes: &'a [u8], ends: &[i32], i: usize) -> &'a [u8] {
+        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+        &bytes[start..ends[i] as usize]
+    }
+
+    /// The first value index past `from` at which the values `from..` take `limit` bytes
+    /// plain, if that happens before `to`. Strings only (the others are small).
+    fn bytes_cut(&self, from: usize, to: usize, limit: usize) -> Option<usize> {
+        let Vals::Str { ends, .. } = self else {
+            return None;
+        };
+        let start = if from == 0 {
+            0
+        } else {
+            ends[from - 1] as usize
+        };
+        let taken = |i: usize| ends[i] as usize - start + 4 * (i + 1 - from);
+        if to == from || taken(to - 1) < limit {
+            return None;
+        }
+        // The first value at which the page is full: what it takes only grows.
+        let (mut lo, mut hi) = (from, to - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if taken(mid) >= limit {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Some(lo + 1)
+    }
+
+    /// Value `i`, plain-encoded.
+    fn plain_one(&self, i: usize, out: &mut Vec<u8>) {
+        match self {
+            Vals::Str { bytes, ends } => {
+                let v = Self::str_at(bytes, ends, i);
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+            Vals::F64(x) => out.extend_from_slice(&x[i].to_le_bytes()),
+            Vals::I64(x) => out.extend_from_slice(&x[i].to_le_bytes()),
+            Vals::Bool(x) => out.push(u8::from(x[i])),
+        }
+    }
+
+    /// Values `range`, plain-encoded.
+    fn plain(&self, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        match self {
+            Vals::Str { bytes, ends } => {
+                let start = if range.start == 0 {
+                    0
+                } else {
+                    ends[range.start - 1] as usize
+                };
+                let end = if range.end == 0 {
+                    0
+                } else {
+                    ends[range.end - 1] as usize
+                };
+                out.reserve(end - start + 4 * range.len());
+                let mut s = start;
+                for &e in &ends[range] {
+                    let e = e as usize;
+                    out.extend_from_slice(&((e - s) as u32).to_le_bytes());
+                    out.extend_from_slice(&bytes[s..e]);
+                    s = e;
+                }
+            }
+            Vals::F64(x) => {
+                out.reserve(8 * range.len());
+                for v in &x[range] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            Vals::I64(x) => {
+                out.reserve(8 * range.len());
+                for v in &x[range] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            Vals::Bool(x) => {
+                for chunk in x[range].chunks(8) {
+                    let byte = chunk
+                        .iter()
+                        .enumerate()
+                        .fold(0u8, |b, (i, &v)| b | (u8::from(v) << i));
+                    out.push(byte);
+                }
+            }
+        }
+    }
+
+    /// The minimum and maximum of values `range`.
+    fn bound(&self, range: std::ops::Range<usize>) -> Bound<'a> {
+        if range.is_empty() {
+            return Bound::None;
+        }
+        match self {
+            Vals::Str { bytes, ends } => {
+                let (bytes, ends) = (*bytes, *ends);
+                let first = Self::str_at(bytes, ends, range.start);
+                let (mut min, mut max) = (first, first);
+                let (mut min_key, mut max_key) = (prefix(first), prefix(first));
+                let mut start = if range.start == 0 {
+                    0
+                } else {
+                    ends[range.start - 1] as usize
+                };
+                for &e in &ends[range] {
+                    let v = &bytes[start..e as usize];
+                    start = e as usize;
+                    // The first eight bytes decide, unless they tie.
+                    let k = prefix(v);
+                    if k < min_key || (k == min_key && v < min) {
+                        min = v;
+                        min_key = k;
+                    }
+                    if k > max_key || (k == max_key && v > max) {
+                        max = v;
+                        max_key = k;
+                    }
+                }
+                Bound::Str(min, max)
+            }
+            Vals::F64(x) => f64_bound(x[range].iter().copied()),
+            Vals::I64(x) => {
+                let s = &x[range];
+                let min = s.iter().copied().fold(i64::MAX, i64::min);
+                let max = s.iter().copied().fold(i64::MIN, i64::max);
+                Bound::I64(min, max)
+            }
+            Vals::Bool(x) => {
+                let s = &x[range];
+                let (any_false, any_true) = (s.contains(&false), s.contains(&true));
+                Bound::Bool(!any_false, any_true)
+            }
+        }
+    }
+}
+
+/// The first eight bytes of `v`, zero-padded, as a number that orders as the bytes do.
+#[inline(always)]
+fn prefix(v: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = v.len().min(8);
+    b[..n].copy_from_slice(&v[..n]);
+    u64::from_be_bytes(b)
+}
+
+fn f64_bound(xs: impl Iterator<Item = f64>) -> Bound<'static> {
+    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+    for x in xs {
+        // Parquet's order for doubles leaves NaN out of min and max.
+        if !x.is_nan() {
+            min = min.min(x);
+            max = max.max(x);
+        }
+    }
+    if min > max {
+        Bound::None
+    } else {
+        Bound::F64(min, max)
+    }
+}
+
+/// The minimum and maximum of some values; `None` when there are none (or only NaN).
+#[derive(Clone, Copy, Debug)]
+enum Bound<'a> {
+    None,
+    Str(&'a [u8], &'a [u8]),
+    F64(f64, f64),
+    I64(i64, i64),
+    /// (min, max)
+    Bool(bool, bool),
+}
+
+impl<'a> Bound<'a> {
+    fn merge(self, other: &Bound<'a>) -> Bound<'a> {
+        match (self, *other) {
+            (Bound::None, b) | (b, Bound::None) => b,
+            (Bound::Str(a, b), Bound::Str(c, d)) => Bound::Str(a.min(c), b.max(d)),
+            (Bound::F64(a, b), Bound::F64(c, d)) => Bound::F64(a.min(c), b.max(d)),
+            (Bound::I64(a, b), Bound::I64(c, d)) => Bound::I64(a.min(c), b.max(d)),
+            (Bound::Bool(a, b), Bound::Bool(c, d)) => Bound::Bool(a & c, b | d),
+            (a, _) => a,
+        }
+    }
+
+    /// The chunk's statistics of this bound.
+    fn statistics(self, t: PhysicalType, nulls: u64) -> Statistics {
+        match self {
+            Bound::None => empty_statistics(t, nulls),
+            Bound::Str(min, max) => string_statistics(Some(min), Some(max), nulls),
+            Bound::F64(min, max) => {
+                let (min, max) = signed_zero_bounds(min, max);
+                Statistics::double(Some(min), Some(max), None, Some(nulls), false)
+            }
+            Bound::I64(min, max) => {
+                Statistics::int64(Some(min), Some(max), None, Some(nulls), false)
+            }
+            Bound::Bool(min, max) => {
+                Statistics::boolean(Some(min), Some(max), None, Some(nulls), false)
+            }
+        }
+    }
+
+    /// Min and max as the column index holds them (plain-encoded, strings cut).
+    fn index_bytes(self) -> Option<(Vec<u8>, Vec<u8>)> {
+        match self {
+            Bound::None => None,
+            Bound::Str(min, max) => {
+                let min = if min.len() > STATISTICS_TRUNCATE {
+                    floor(min)
+                } else {
+                    min.to_vec()
+                };
+                let max = if max.len() > STATISTICS_TRUNCATE {
+                    ceiling(max).unwrap_or_else(|| max.to_vec())
+                } else {
+                    max.to_vec()
+                };
+                Some((min, max))
+            }
+            Bound::F64(min, max) => {
+                let (min, max) = signed_zero_bounds(min, max);
+                Some((min.to_le_bytes().to_vec(), max.to_le_bytes().to_vec()))
+            }
+            Bound::I64(min, max) => Some((min.to_le_bytes().to_vec(), max.to_le_bytes().to_vec())),
+            Bound::Bool(min, max) => Some((vec![u8::from(min)], vec![u8::from(max)])),
+        }
+    }
+
+    /// Whether `self` is at or below `next` at both ends, and whether at or above.
+    fn order(&self, next: &Bound<'_>) -> (bool, bool) {
+        fn cmp<T: PartialOrd>(a: T, b: T, c: T, d: T) -> (bool, bool) {
+            (a <= c && b <= d, a >= c && b >= d)
+        }
+        match (*self, *next) {
+            (Bound::Str(a, b), Bound::Str(c, d)) => cmp(a, b, c, d),
+            (Bound::F64(a, b), Bound::F64(c, d)) => cmp(a, b, c, d),
+            (Bound::I64(a, b), Bound::I64(c, d)) => cmp(a, b, c, d),
+            (Bound::Bool(a, b), Bound::Bool(c, d)) => cmp(a, b, c, d),
+            _ => (true, true),
+        }
+    }
+}
+
+/// A zero bound is written signed so that it covers both zeros (Parquet's rule).
+fn signed_zero_bounds(min: f64, max: f64) -> (f64, f64) {
+    let min = if min == 0.0 { -0.0 } else { min };
+    let max = if max == 0.0 { 0.0 } else { max };
+    (min, max)
+}
+
+/// A chunk's dictionary: each value's entry, each entry's first value, and each entry's
+/// place in the order of values (for statistics without comparing values).
+struct Dict {
+    idx: Vec<u32>,
+    first: Vec<u32>,
+    rank: Vec<u32>,
+    /// Entries by rank.
+    by_rank: Vec<u32>,
+    bit_width: u8,
+    /// The dictionary page's plain size.
+    bytes: usize,
+}
+
+impl Dict {
+    /// The dictionary of `v`, or `None` when it would grow past [`DICTIONARY_BYTES`] (or
+    /// for booleans, which parquet's writer keeps plain).
+    fn build(v: &Vals<'_>) -> Option<Dict> {
+        let n = v.len();
+        let mut idx = Vec::with_capacity(n);
+        let mut first: Vec<u32> = Vec::new();
+        let mut bytes = 0usize;
+        type Fixed = foldhash::fast::FixedState;
+        match v {
+            Vals::Str { bytes: b, ends } => {
+                let mut map: HashMap<&[u8], u32, Fixed> =
+                    HashMap::with_capacity_and_hasher(256.min(n), Fixed::default());
+                let mut last: (&[u8], u32) = (&[], u32::MAX);
+                let mut start = 0usize;
+                for (i, &e) in ends.iter().enumerate() {
+                    let s = &b[start..e as usize];
+                    start = e as usize;
+                    // Data often repeats its last value: no hashing then.
+                    if last.1 != u32::MAX && s == last.0 {
+                        idx.push(last.1);
+                        continue;
+                    }
+                    let id = match map.entry(s) {
+                        Entry::Occupied(o) => *o.get(),
+                        Entry::Vacant(x) => {
+                            bytes += s.len() + 4;
+                            if bytes > DICTIONARY_BYTES {
+                                return None;
+                            }
+                            first.push(i as u32);
+                            *x.insert((first.len() - 1) as u32)
+                        }
+                    };
+                    idx.push(id);
+                    last = (s, id);
+                }
+            }
+            Vals::F64(x) => {
+                let mut map: HashMap<u64, u32, Fixed> =
+                    HashMap::with_capacity_and_hasher(256.min(n), Fixed::default());
+                for (i, x) in x.iter().enumerate() {
+                    let id = *map.entry(x.to_bits()).or_insert_with(|| {
+                        first.push(i as u32);
+                        (first.len() - 1) as u32
+                    });
+                    idx.push(id);
+                }
+                bytes = 8 * first.len();
+            }
+            Vals::I64(x) => {
+                let mut map: HashMap<i64, u32, Fixed> =
+                    HashMap::with_capacity_and_hasher(256.min(n), Fixed::default());
+                for (i, &x) in x.iter().enumerate() {
+                    let id = *map.entry(x).or_insert_with(|| {
+                        first.push(i as u32);
+                        (first.len() - 1) as u32
+                    });
+                    idx.push(id);
+                }
+                bytes = 8 * first.len();
+            }
+            Vals::Bool(_) => return None,
+        }
+        if bytes > DICTIONARY_BYTES {
+            return None;
+        }
+        // Entries in the order of their values (NaN left out).
+        let mut order: Vec<u32> = (0..first.len() as u32).collect();
+        match v {
+            Vals::Str { bytes: b, ends } => order.sort_unstable_by(|&x, &y| {
+                Vals::str_at(b, ends, first[x as usize] as usize).cmp(Vals::str_at(
+                    b,
+                    ends,
+                    first[y as usize] as usize,
+                ))
+            }),
+            Vals::F64(xs) => {
+                order.retain(|&e| !xs[first[e as usize] as usize].is_nan());
+                order.sort_unstable_by(|&x, &y| {
+                    xs[first[x as usize] as usize].total_cmp(&xs[first[y as usize] as usize])
+                });
+            }
+            Vals::I64(xs) => order.sort_unstable_by_key(|&e| xs[first[e as usize] as usize]),
+            Vals::Bool(_) => {}
+        }
+        let mut rank = vec![NO_RANK; first.len()];
+        for (r, &e) in order.iter().enumerate() {
+            rank[e as usize] = r as u32;
+        }
+        let max = first.len().saturating_sub(1) as u64;
+        let bit_width = (64 - max.leading_zeros()) as u8;
+        Some(Dict {
+            idx,
+            first,
+            rank,
+            by_rank: order,
+            bit_width,
+            bytes,
+        })
+    }
+
+    /// The minimum and maximum of the values whose entries are `idx`.
+    fn bound<'a>(&self, v: &Vals<'a>, idx: &[u32]) -> Bound<'a> {
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
+        let mut any = false;
+        for &i in idx {
+            let r = self.rank[i as usize];
+            if r != NO_RANK {
+                lo = lo.min(r);
+                hi = hi.max(r);
+                any = true;
+            }
+        }
+        if !any {
+            return Bound::None;
+        }
+        let at = |r: u32| self.first[self.by_rank[r as usize] as usize] as usize;
+        match v {
+            Vals::Str { bytes, ends } => Bound::Str(
+                Vals::str_at(bytes, ends, at(lo)),
+                Vals::str_at(bytes, ends, at(hi)),
+            ),
+            // A rank order puts -0 before 0; Parquet's bounds cover both zeros anyway.
+            Vals::F64(x) => Bound::F64(x[at(lo)], x[at(hi)]),
+            Vals::I64(x) => Bound::I64(x[at(lo)], x[at(hi)]),
+            Vals::Bool(_) => Bound::None,
+        }
+    }
+}
+
+/// Definition levels of rows `r0..r1`, of which `rows` (ascending, within the range) have a
+/// value: the RLE / bit-packed hybrid with bit width 1.
+fn def_levels(out: &mut Vec<u8>, rows: &[u32], r0: usize, r1: usize) {
+    let n = r1 - r0;
+    if rows.len() == n {
+        run(out, n, 1);
+        return;
+    }
+    if rows.is_empty() {
+        run(out, n, 0);
+        return;
+    }
+    // Runs where the values are few or bunched; else one bit-packed run (a bitmap).
+    let stretches = 1 + rows.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    if stretches * 6 < n / 8 + 8 {
+        let mut next = r0;
+        let mut i = 0;
+        while i < rows.len() {
+            let row = rows[i] as usize;
+            if row > next {
+                run(out, row - next, 0);
+            }
+            let mut len = 1;
+            while i + len < rows.len() && rows[i + len] as usize == row + len {
+                len += 1;
+            }
+            run(out, len, 1);
+            next = row + len;
+            i += len;
+        }
+        if r1 > next {
+            run(out, r1 - next, 0);
+        }
+        return;
+    }
+    let groups = n.div_ceil(8);
+    varint(out, ((groups as u64) << 1) | 1);
+    let at = out.len();
+    out.resize(at + groups, 0);
+    let bitmap = &mut out[at..];
+    for &r in rows {
+        let r = r as usize - r0;
+        bitmap[r / 8] |= 1 << (r % 8);
+    }
+}
+
+/// Appends `vals` (each below `2^width`) as the RLE / bit-packed hybrid: runs of eight or
+/// more equal values as RLE runs, the rest bit-packed in groups of eight.
+fn hybrid(out: &mut Vec<u8>, vals: &[u32], width: u8) {
+    let n = vals.len();
+    let (mut pend_start, mut pend_len) = (0usize, 0usize);
+    let mut i = 0;
+    while i < n {
+        let v = vals[i];
+        let mut j = i + 1;
+        while j < n && vals[j] == v {
+            j += 1;
+        }
+        let run_len = j - i;
+        if run_len >= 8 {
+            // What is pending is completed to whole groups of eight from this run.
+            let fill = (8 - pend_len % 8) % 8;
+            if pend_len == 0 {
+                pend_start = i;
+            }
+            pend_len += fill;
+            bit_packed(out, &vals[pend_start..pend_start + pend_len], width);
+            let rest = run_len - fill;
+            if rest >= 8 {
+                rle(out, rest, v, width);
+                pend_len = 0;
+            } else {
+                pend_start = i + fill;
+                pend_len = rest;
+            }
+        } else {
+            if pend_len == 0 {
+                pend_start = i;
+            }
+            pend_len += run_len;
+        }
+        i = j;
+    }
+    bit_packed(out, &vals[pend_start..pend_start + pend_len], width);
+}
+
+/// A bit-packed run of `vals`, padded with zeros to a whole group of eight.
+fn bit_packed(out: &mut Vec<u8>, vals: &[u32], width: u8) {
+    if vals.is_empty() {
+        return;
+    }
+    let groups = vals.len().div_ceil(8);
+    varint(out, ((groups as u64) << 1) | 1);
+    if width == 0 {
+        return;
+    }
+    let mut acc: u64 = 0;
+    let mut bits = 0u32;
+    for k in 0..groups * 8 {
+        let v = vals.get(k).copied().unwrap_or(0) as u64;
+        acc |= v << bits;
+        bits += width as u32;
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+}
+
+/// An RLE run of `len` times `v`, the value in whole bytes.
+fn rle(out: &mut Vec<u8>, len: usize, v: u32, width: u8) {
+    varint(out, (len as u64) << 1);
+    let bytes = (width as usize).div_ceil(8);
+    out.extend_from_slice(&v.to_le_bytes()[..bytes]);
+}
+
+/// One RLE run of `len` levels of `value` (bit width 1: the value takes one byte).
+fn run(out: &mut Vec<u8>, len: usize, value: u8) {
+    varint(out, (len as u64) << 1);
+    out.push(value);
+}
+
+fn varint(out: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        out.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    out.push(x as u8);
+}
+
+/// A data page's bounds, nulls, and whether it has values at all.
+struct PageBound<'a> {
+    bound: Bound<'a>,
+    nulls: u64,
+    values: bool,
+}
+
+/// The column index: per page, a null page or its bounds (cut as the statistics are), and
+/// whether the pages' bounds ascend or descend (null pages aside). None when a page with
+/// values has no bounds (all NaN), as parquet's writer does.
+fn column_index(t: PhysicalType, pages: &[PageBound<'_>]) -> Result<Option<ColumnIndexMetaData>> {
+    let mut index = ColumnIndexBuilder::new(t);
+    let (mut asc, mut desc) = (true, true);
+    let mut prev: Option<&Bound<'_>> = None;
+    for p in pages {
+        let nulls = i64::try_from(p.nulls).map_err(|e| internal("a page's nulls", e))?;
+        if !p.values {
+            index.append(true, Vec::new(), Vec::new(), nulls);
+            continue;
+        }
+        let Some((min, max)) = p.bound.index_bytes() else {
+            return Ok(None);
+        };
+        index.append(false, min, max, nulls);
+        if let Some(prev) = prev {
+            let (a, d) = prev.order(&p.bound);
+            asc &= a;
+            desc &= d;
+        }
+        prev = Some(&p.bound);
+    }
+    index.set_boundary_order(if asc {
+        BoundaryOrder::ASCENDING
+    } else if desc {
+        BoundaryOrder::DESCENDING
+    } else {
+        BoundaryOrder::UNORDERED
+    });
+    index
+        .build()
+        .map(Some)
+        .map_err(|e| internal("a column chunk's column index", e))
+}
+
+/// Also writes the deprecated `min`/`max` fields for types whose order is signed, as
+/// parquet's writer does, for older readers.
+fn with_legacy_min_max(statistics: Statistics, signed: bool) -> Statistics {
+    match statistics {
+        Statistics::Boolean(s) => Statistics::Boolean(s.with_backwards_compatible_min_max(signed)),
+        Statistics::Int32(s) => Statistics::Int32(s.with_backwards_compatible_min_max(signed)),
+        Statistics::Int64(s) => Statistics::Int64(s.with_backwards_compatible_min_max(signed)),
+        Statistics::Float(s) => Statistics::Float(s.with_backwards_compatible_min_max(signed)),
+        Statistics::Double(s) => Statistics::Double(s.with_backwards_compatible_min_max(signed)),
+        Statistics::ByteArray(s) => {
+            Statistics::ByteArray(s.with_backwards_compatible_min_max(signed))
+        }
+        other => other,
+    }
+}
+
+fn compress(body: Vec<u8>, codec: Compression, snappy: &mut snap::raw::Encoder) -> Result<Vec<u8>> {
+    match codec {
+        Compression::UNCOMPRESSED => Ok(body),
+        Compression::SNAPPY => snappy
+            .compress_vec(&body)
+            .map_err(|e| internal("compressing a column chunk", e)),
+        Compression::ZSTD(level) => zstd::bulk::compress(&body, level.compression_level())
+            .map_err(|e| internal("compressing a column chunk", e)),
+        other => Err(EngineError::Internal(format!(
+            "column chunks are not written with {other}"
+        ))),
+    }
+}
+
+fn empty_statistics(t: PhysicalType, nulls: u64) -> Statistics {
+    match t {
+        PhysicalType::BOOLEAN => Statistics::boolean(None, None, None, Some(nulls), false),
+        PhysicalType::INT32 => Statistics::int32(None, None, None, Some(nulls), false),
+        PhysicalType::INT64 => Statistics::int64(None, None, None, Some(nulls), false),
+        PhysicalType::FLOAT => Statistics::float(None, None, None, Some(nulls), false),
+        PhysicalType::DOUBLE => Statistics::double(None, None, None, Some(nulls), false),
+        _ => Statistics::byte_array(None, None, None, Some(nulls), false),
+    }
+}
+
+/// String statistics, cut to [`STATISTICS_TRUNCATE`] bytes as parquet's writer cuts them.
+fn string_statistics(min: Option<&[u8]>, max: Option<&[u8]>, nulls: u64) -> Statistics {
+    let (min, min_exact) = match min {
+        Some(m) if m.len() > STATISTICS_TRUNCATE => (Some(floor(m)), false),
+        m => (m.map(<[u8]>::to_vec), true),
+    };
+    let (max, max_exact) = match max {
+        Some(m) if m.len() > STATISTICS_TRUNCATE => match ceiling(m) {
+            Some(c) => (Some(c), false),
+            None => (Some(m.to_vec()), true),
+        },
+        m => (m.map(<[u8]>::to_vec), true),
+    };
+    Statistics::ByteArray(
+        ValueStatistics::new(
+            min.map(ByteArray::from),
+            max.map(ByteArray::from),
+            None,
+            Some(nulls),
+            false,
+        )
+        .with_min_is_exact(min_exact)
+        .with_max_is_exact(max_exact),
+    )
+}
+
+/// The longest prefix of `s` of at most [`STATISTICS_TRUNCATE`] bytes that ends on a
+/// character (`s` is UTF-8): it sorts at or before `s`.
+fn floor(s: &[u8]) -> Vec<u8> {
+    let mut end = STATISTICS_TRUNCATE.min(s.len());
+    // A UTF-8 continuation byte is 0b10xx_xxxx.
+    while end > 0 && end < s.len() && s[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    s[..end].to_vec()
+}
+
+/// A string of at most [`STATISTICS_TRUNCATE`] bytes that sorts after `s`: its prefix with
+/// the last character that can be raised raised by one. None when no character can be (then
+/// the whole value is kept).
+fn ceiling(s: &[u8]) -> Option<Vec<u8>> {
+    let prefix = std::str::from_utf8(&s[..floor(s).len()]).ok()?;
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        let mut next = c as u32 + 1;
+        // Past the surrogates, which are no characters.
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(up) = char::from_u32(next) {
+            let mut out: String = chars.iter().collect();
+            out.push(up);
+            if out.len() <= STATISTICS_TRUNCATE {
+                return Some(out.into_bytes());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes the hybrid with bit width `w`, `n` values.
+    fn unhybrid(mut b: &[u8], w: u8, n: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        let varint = |b: &mut &[u8]| {
+            let (mut x, mut s) = (0u64, 0);
+            loop {
+                let c = b[0];
+                *b = &b[1..];
+                x |= ((c & 0x7f) as u64) << s;
+                s += 7;
+                if c < 0x80 {
+                    return x;
+                }
+            }
+        };
+        while out.len() < n {
+            let h = varint(&mut b);
+            if h & 1 == 1 {
+                let groups = (h >> 1) as usize;
+                let mut acc = 0u64;
+                let mut bits = 0;
+                let mut k = 0;
+                let mut vals = Vec::new();
+                while vals.len() < groups * 8 {
+                    while bits < w as u32 {
+                        acc |= (b.get(k).copied().unwrap_or(0) as u64) << bits;
+                        bits += 8;
+                        k += 1;
+                    }
+                    vals.push((acc & ((1u64 << w) - 1)) as u32);
+                    acc >>= w;
+                    bits -= w as u32;
+                }
+                b = &b[groups * w as usize..];
+                out.extend(vals);
+            } else {
+                let len = (h >> 1) as usize;
+                let nb = (w as usize).div_ceil(8);
+                let mut v = [0u8; 4];
+                v[..nb].copy_from_slice(&b[..nb]);
+                b = &b[nb..];
+                out.extend(std::iter::repeat_n(u32::from_le_bytes(v), len));
+            }
+        }
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn the_hybrid_reads_back_whatever_the_runs() {
+        let cases: Vec<Vec<u32>> = vec![
+            vec![],
+            vec![3],
+            vec![1, 2, 3, 4, 5, 6, 7],
+            vec![5; 30],
+            [vec![1, 2, 3], vec![7; 20], vec![1, 2]].concat(),
+            [
+                vec![0; 9],
+                vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+                vec![2; 8],
+                vec![3; 7],
+            ]
+            .concat(),
+            (0..1000).map(|i| (i * 7919 % 13) as u32).collect(),
+            (0..1000).map(|i| (i / 37) as u32).collect(),
+        ];
+        for vals in cases {
+            let max = vals.iter().copied().max().unwrap_or(0);
+            let w = (32 - max.leading_zeros()) as u8;
+            for w in [w, w + 3] {
+                let mut out = Vec::new();
+                hybrid(&mut out, &vals, w);
+                assert_eq!(unhybrid(&out, w, vals.len()), vals, "width {w}");
+            }
+        }
+        // One entry: width 0, nothing but headers.
+        let mut out = Vec::new();
+        hybrid(&mut out, &[0; 100], 0);
+        assert_eq!(unhybrid(&out, 0, 100), vec![0; 100]);
+    }
+
+    #[test]
+    fn definition_levels_read_back_as_runs_or_a_bitmap() {
+        for (rows, n) in [
+            (vec![0u32, 1, 2, 3], 4usize),
+            (vec![], 10),
+            (vec![5, 900], 1000),
+            ((0..1000).filter(|r| r % 3 != 0).collect(), 1000),
+            ((0..1000).filter(|r| r % 100 < 50).collect(), 1000),
+        ] {
+            let mut out = Vec::new();
+            def_levels(&mut out, &rows, 0, n);
+            let levels = unhybrid(&out, 1, n);
+            let expected: Vec<u32> = (0..n as u32)
+                .map(|r| u32::from(rows.contains(&r)))
+                .collect();
+            assert_eq!(levels, expected);
+        }
+    }
+}

@@ -1,0 +1,748 @@
+//! The `mixpanel` decoder's one-pass scanner: a line's bytes straight into the batch's
+//! fragments, with no document tree in between.
+//!
+//! It reads JSON as RFC 8259 has it (the line's UTF-8 is checked beforehand), eight bytes at a
+//! time where it looks for the end of a string, and writes each property value where it
+//! belongs as it goes: strings without escapes are copied once, from the line into their
+//! fragment; numbers are converted where they stand; nested arrays and objects are checked
+//! and kept as their own compact text. Property names are found by comparing the line's bytes
+//! with the name that followed the previous one last time (events of a kind list their
+//! properties in the same order), so most keys cost one comparison and no hashing.
+//!
+//! Whatever it does not take on (a line that is not valid JSON, a surrogate escape, a number
+//! outside the range of a double, nesting deeper than [`MAX_DEPTH`]) it gives up on, leaving
+//! the batch as it was, and the decoder reads that line again with sonic-rs, which decides.
+
+use sluice_engine::batch::{Events, NameRef, Position, TypeClass};
+
+use crate::decode::{micros, FragSlots, Interner, NO_FRAG};
+
+/// Nesting a scan follows within a property value; deeper values go to the fallback.
+pub const MAX_DEPTH: usize = 64;
+
+/// The scanner gave up on a line: read it again another way.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GiveUp;
+
+/// What a scan found wrong with an event that is valid JSON: the dead letter's reason.
+pub type Dead = &'static str;
+
+type Scan<T> = std::result::Result<T, GiveUp>;
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Bytes of `w` equal to `c`: the lowest flagged byte is the first one (later flags may be
+/// false, after a borrow).
+#[inline(always)]
+fn bytes_eq(w: u64, c: u8) -> u64 {
+    let x = w ^ (LO * c as u64);
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// Bytes of `w` below `n` (`n` at most 128), with the same caveat as [`bytes_eq`].
+#[inline(always)]
+fn bytes_below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(LO * n as u64) & !w & HI
+}
+
+/// The first byte at or after `i` that ends a plain run of string content: `"`, `\` or a
+/// control character; `b.len()` if none.
+#[inline(always)]
+fn string_stop(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..).and_then(|s| s.first_chunk::<8>()) {
+        let w = u64::from_le_bytes(*chunk);
+        let m = bytes_eq(w, b'"') | bytes_eq(w, b'\\') | bytes_below(w, 0x20);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+fn hex4(b: &[u8]) -> Option<u32> {
+    let mut v = 0;
+    for &c in b.get(..4)? {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// A line being scanned.
+pub struct Scanner<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(line: &'a str) -> Self {
+        Scanner {
+            s: line,
+            b: line.as_bytes(),
+            i: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Skips whitespace; whether there was any.
+    #[inline(always)]
+    fn ws(&mut self) -> bool {
+        let start = self.i;
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+        self.i != start
+    }
+
+    #[inline(always)]
+    fn eat(&mut self, c: u8) -> Scan<()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(GiveUp)
+        }
+    }
+
+    /// The rest of a string whose opening quote is behind: its content when it has no escape
+    /// (`Ok(Some)`), or `Ok(None)` with `self.i` at the opening quote's end, for
+    /// [`Scanner::unescape_into`].
+    #[inline(always)]
+    fn plain_string(&mut self) -> Scan<Option<&'a str>> {
+        let start = self.i;
+        let end = string_stop(self.b, start);
+        match self.b.get(end) {
+            Some(b'"') => {
+                self.i = end + 1;
+                self.s.get(start..end).map(Some).ok_or(GiveUp)
+            }
+            Some(b'\\') => Ok(None),
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// Unescapes the rest of a string (opening quote behind) onto `out`.
+    fn unescape_into(&mut self, out: &mut String) -> Scan<()> {
+        loop {
+            let start = self.i;
+            let end = string_stop(self.b, start);
+            out.push_str(self.s.get(start..end).ok_or(GiveUp)?);
+            self.i = end;
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    let c = *self.b.get(self.i + 1).ok_or(GiveUp)?;
+                    self.i += 2;
+                    out.push(match c {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let v = hex4(&self.b[self.i..]).ok_or(GiveUp)?;
+                            self.i += 4;
+                            // Surrogates (pairs or lone) are left to the fallback.
+                            char::from_u32(v).ok_or(GiveUp)?
+                        }
+                        _ => return Err(GiveUp),
+                    });
+                }
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+
+    /// Skips the rest of a string (opening quote behind), checking its escapes.
+    fn skip_string(&mut self) -> Scan<()> {
+        loop {
+            self.i = string_stop(self.b, self.i);
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    let c = *self.b.get(self.i + 1).ok_or(GiveUp)?;
+                    self.i += 2;
+                    match c {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            let v = hex4(&self.b[self.i..]).ok_or(GiveUp)?;
+                            if (0xD800..0xE000).contains(&v) {
+                                return Err(GiveUp);
+                            }
+                            self.i += 4;
+                        }
+                        _ => return Err(GiveUp),
+                    }
+                }
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+
+    /// A number at `self.i`: its value as a double, and whether it is written as an integer.
+    #[inline(always)]
+    fn number(&mut self) -> Scan<(f64, bool)> {
+        let start = self.i;
+        let neg = self.peek() == Some(b'-');
+        if neg {
+            self.i += 1;
+        }
+        let digits = self.i;
+        let mut v: u64 = 0;
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(c @ b'0'..=b'9') = self.peek() {
+                    v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
+                    self.i += 1;
+                }
+            }
+            _ => return Err(GiveUp),
+        }
+        let int_len = self.i - digits;
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            integer = false;
+            self.i += 1;
+            let f = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            if self.i == f {
+                return Err(GiveUp);
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            integer = false;
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            let e = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            if self.i == e {
+                return Err(GiveUp);
+            }
+        }
+        if integer && int_len <= 18 {
+            // Exact in an i64: converted as sonic-rs converts its integers.
+            let x = v as i64;
+            return Ok((if neg { -x } else { x } as f64, true));
+        }
+        let x: f64 = self
+            .s
+            .get(start..self.i)
+            .and_then(|t| t.parse().ok())
+            .ok_or(GiveUp)?;
+        if !x.is_finite() || integer {
+            // Integers past 18 digits and doubles out of range: the fallback decides.
+            return Err(GiveUp);
+        }
+        Ok((x, false))
+    }
+
+    /// Skips a literal.
+    #[inline(always)]
+    fn literal(&mut self, word: &[u8]) -> Scan<()> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(GiveUp)
+        }
+    }
+
+    /// Skips any value, checking it; whether it had no whitespace inside.
+    fn skip_value(&mut self, depth: usize) -> Scan<bool> {
+        match self.peek() {
+            Some(b'"') => {
+                self.i += 1;
+                self.skip_string()?;
+                Ok(true)
+            }
+            Some(b'{') => self.skip_container(depth, b'}'),
+            Some(b'[') => self.skip_container(depth, b']'),
+            Some(b't') => self.literal(b"true").map(|_| true),
+            Some(b'f') => self.literal(b"false").map(|_| true),
+            Some(b'n') => self.literal(b"null").map(|_| true),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|_| true),
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// Skips an object or array at `self.i`, checking it; whether it had no whitespace.
+    fn skip_container(&mut self, depth: usize, close: u8) -> Scan<bool> {
+        if depth >= MAX_DEPTH {
+            return Err(GiveUp);
+        }
+        self.i += 1;
+        let mut compact = !self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Ok(compact);
+        }
+        loop {
+            if close == b'}' {
+                self.eat(b'"')?;
+                self.skip_string()?;
+                compact &= !self.ws();
+                self.eat(b':')?;
+                compact &= !self.ws();
+            }
+            compact &= self.skip_value(depth + 1)?;
+            compact &= !self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    compact &= !self.ws();
+                }
+                Some(c) if c == close => {
+                    self.i += 1;
+                    return Ok(compact);
+                }
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+
+    /// The text of the nested value just skipped (from `start`), compact: as it stands when
+    /// it has no whitespace, else with the whitespace between tokens removed.
+    fn nested_text(&self, start: usize, compact: bool, out: &mut String) -> Scan<()> {
+        let text = self.s.get(start..self.i).ok_or(GiveUp)?;
+        if compact {
+            out.push_str(text);
+            return Ok(());
+        }
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+                b'"' => {
+                    // A string, escapes and all, as it stands.
+                    let mut j = i + 1;
+                    loop {
+                        j = string_stop(b, j);
+                        match b.get(j) {
+                            Some(b'\\') => j += 2,
+                            _ => break,
+                        }
+                    }
+                    let end = (j + 1).min(b.len());
+                    out.push_str(text.get(i..end).ok_or(GiveUp)?);
+                    i = end;
+                }
+                _ => {
+                    let mut j = i;
+                    while j < b.len() && !matches!(b[j], b' ' | b'\t' | b'\n' | b'\r' | b'"') {
+                        j += 1;
+                    }
+                    out.push_str(text.get(i..j).ok_or(GiveUp)?);
+                    i = j;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The decoder's state that a scan uses.
+pub(crate) struct Decoding<'d> {
+    pub interner: &'d mut Interner,
+    pub event_names: &'d mut Interner,
+    pub slots: &'d mut FragSlots,
+    pub seen: &'d mut Vec<(u64, u32)>,
+    pub event_no: u64,
+    pub time_id: u32,
+    pub distinct_id: u32,
+    pub scratch: &'d mut String,
+}
+
+/// An event's `distinct_id` as found in its properties.
+enum Distinct<'a> {
+    None,
+    /// Text in the line, or (when `None`) in the scratch buffer.
+    Text(Option<&'a str>),
+}
+
+/// Scans one line (valid UTF-8, trimmed) into `ev`: `Ok(Ok(()))` for an event, `Ok(Err)` with
+/// the reason for valid JSON that is not a usable event, `Err(GiveUp)` when the line must be
+/// read again another way. In both error cases `ev` is left as it was.
+pub(crate) fn scan_line(
+    d: &mut Decoding<'_>,
+    ev: &mut Events,
+    pos: Position,
+    line: &str,
+) -> Scan<std::result::Result<(), Dead>> {
+    let r = scan(d, ev, pos, line);
+    if !matches!(r, Ok(Ok(()))) {
+        ev.abandon_row();
+    }
+    r
+}
+
+fn scan(
+    d: &mut Decoding<'_>,
+    ev: &mut Events,
+    pos: Position,
+    line: &str,
+) -> Scan<std::result::Result<(), Dead>> {
+    let mut s = Scanner::new(line);
+    s.eat(b'{')?;
+    s.ws();
+    // `Some(Ok(name))`, or `Some(Err(reason))` for an event field that cannot be a name; the
+    // first `event` and the first `properties` count, as sonic-rs's lookups find them.
+    let mut name: Option<std::result::Result<NameRef, Dead>> = None;
+    let mut props: Option<std::result::Result<(), Dead>> = None;
+    let mut time: Option<std::result::Result<i64, Dead>> = None;
+    let mut distinct = Distinct::None;
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+    } else {
+        loop {
+            s.eat(b'"')?;
+            let key_start = s.i;
+            let key = match s.plain_string()? {
+                Some(k) => k,
+                None => {
+                    // An escaped key that may spell `event` or `properties`: the fallback
+                    // reads those.
+                    s.i = key_start;
+                    let mut k = String::new();
+                    s.unescape_into(&mut k)?;
+                    if k == "event" || k == "properties" {
+                        return Err(GiveUp);
+                    }
+                    ""
+                }
+            };
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            match key {
+                "event" if name.is_none() => {
+                    name = Some(match s.peek() {
+                        Some(b'"') => {
+                            s.i += 1;
+                            let escaped;
+                            let text = match s.plain_string()? {
+                                Some(t) => t,
+                                None => {
+                                    let mut t = String::new();
+                                    s.unescape_into(&mut t)?;
+                                    escaped = t;
+                                    escaped.as_str()
+                                }
+                            };
+                            if text.is_empty() {
+                                Err("empty event name")
+                            } else {
+                                Ok(d.event_names.get(text).1)
+                            }
+                        }
+                        _ => {
+                            s.skip_value(0)?;
+                            Err("event name is not a string")
+                        }
+                    });
+                }
+                "properties" if props.is_none() => {
+                    if s.peek() == Some(b'{') {
+                        properties(d, ev, &mut s, &mut time, &mut distinct)?;
+                        props = Some(Ok(()));
+                    } else {
+                        s.skip_value(0)?;
+                        props = Some(Err("`properties` is not an object"));
+                    }
+                }
+                _ => {
+                    s.skip_value(0)?;
+                }
+            }
+            s.ws();
+            match s.peek() {
+                Some(b',') => {
+                    s.i += 1;
+                    s.ws();
+                }
+                Some(b'}') => {
+                    s.i += 1;
+                    break;
+                }
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+    s.ws();
+    if s.i != s.b.len() {
+        return Err(GiveUp);
+    }
+    // The reasons, in the order the DOM decoder checks them.
+    let name = match name {
+        None => return Ok(Err("missing event name (`event`)")),
+        Some(Err(r)) => return Ok(Err(r)),
+        Some(Ok(n)) => n,
+    };
+    match props {
+        None => return Ok(Err("missing `properties`")),
+        Some(Err(r)) => return Ok(Err(r)),
+        Some(Ok(())) => {}
+    }
+    let time_us = match time {
+        None => return Ok(Err("missing `properties.time`")),
+        Some(Err(r)) => return Ok(Err(r)),
+        Some(Ok(t)) => t,
+    };
+    let distinct = match distinct {
+        Distinct::None => None,
+        Distinct::Text(Some(t)) => Some(t),
+        Distinct::Text(None) => Some(d.scratch.as_str()),
+    };
+    ev.finish_row(name, time_us, pos, distinct);
+    Ok(Ok(()))
+}
+
+/// The `properties` object at `s.i`: every value into its fragment; `time` and `distinct_id`
+/// kept aside.
+#[inline(always)]
+fn properties<'a>(
+    d: &mut Decoding<'_>,
+    ev: &mut Events,
+    s: &mut Scanner<'a>,
+    time: &mut Option<std::result::Result<i64, Dead>>,
+    distinct: &mut Distinct<'a>,
+) -> Scan<()> {
+    s.i += 1;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+        return Ok(());
+    }
+    loop {
+        s.eat(b'"')?;
+        // The name: the one that followed the last one last time, if the line spells it
+        // here, else the key read and looked up.
+        let (id, key) = match d.interner.predict(&s.b[s.i..]) {
+            Some((id, n, taken)) => {
+                s.i += taken;
+                (id, n)
+            }
+            None => match s.plain_string()? {
+                Some(k) => d.interner.get(k),
+                None => {
+                    let mut k = String::new();
+                    s.unescape_into(&mut k)?;
+                    d.interner.get(&k)
+                }
+            },
+        };
+        if s.peek() == Some(b':') {
+            s.i += 1;
+        } else {
+            s.ws();
+            s.eat(b':')?;
+        }
+        s.ws();
+        if id == d.time_id {
+            *time = Some(match s.peek() {
+                Some(b'-' | b'0'..=b'9') => micros(s.number()?.0),
+                _ => {
+                    s.skip_value(0)?;
+                    Err("`properties.time` is not a number")
+                }
+            });
+        } else if id == d.distinct_id {
+            *distinct = match s.peek() {
+                Some(b'"') => {
+                    s.i += 1;
+                    match s.plain_string()? {
+                        Some(t) => Distinct::Text(Some(t)),
+                        None => {
+                            d.scratch.clear();
+                            s.unescape_into(d.scratch)?;
+                            Distinct::Text(None)
+                        }
+                    }
+                }
+                Some(b'n') => {
+                    s.literal(b"null")?;
+                    Distinct::None
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    let start = s.i;
+                    let (_, integer) = s.number()?;
+                    if !integer || s.b[start..s.i] == *b"-0" {
+                        // sonic-rs writes other numbers its own way: leave them to it.
+                        return Err(GiveUp);
+                    }
+                    Distinct::Text(Some(s.s.get(start..s.i).ok_or(GiveUp)?))
+                }
+                _ => return Err(GiveUp),
+            };
+        } else {
+            value(d, ev, s, id, key)?;
+        }
+        s.ws();
+        match s.peek() {
+            Some(b',') => {
+                s.i += 1;
+                s.ws();
+            }
+            Some(b'}') => {
+                s.i += 1;
+                return Ok(());
+            }
+            _ => return Err(GiveUp),
+        }
+    }
+}
+
+/// A property's value at `s.i`, into its fragment (a repeated key's earlier value taken
+/// back: the last one wins).
+#[inline(always)]
+fn value(
+    d: &mut Decoding<'_>,
+    ev: &mut Events,
+    s: &mut Scanner<'_>,
+    id: u32,
+    key: NameRef,
+) -> Scan<()> {
+    let idx = id as usize;
+    if d.seen.len() <= idx {
+        d.seen.resize(idx + 1, (0, NO_FRAG));
+    }
+    let (no, prev) = d.seen[idx];
+    if no == d.event_no && prev != NO_FRAG {
+        ev.unpush(prev);
+    }
+    let frag = match s.peek() {
+        Some(b'"') => {
+            s.i += 1;
+            let f = d.slots.get(ev, id, key, TypeClass::String);
+            match s.plain_string()? {
+                Some(t) => ev.push_text(f, t, false),
+                None => {
+                    let mut r = Ok(());
+                    ev.push_text_with(f, false, |out| r = s.unescape_into(out));
+                    if r.is_err() {
+                        ev.unpush(f);
+                        return r;
+                    }
+                }
+            }
+            f
+        }
+        Some(b'-' | b'0'..=b'9') => {
+            let (x, _) = s.number()?;
+            let f = d.slots.get(ev, id, key, TypeClass::Number);
+            ev.push_num(f, x);
+            f
+        }
+        Some(b't') => {
+            s.literal(b"true")?;
+            let f = d.slots.get(ev, id, key, TypeClass::Boolean);
+            ev.push_bool(f, true);
+            f
+        }
+        Some(b'f') => {
+            s.literal(b"false")?;
+            let f = d.slots.get(ev, id, key, TypeClass::Boolean);
+            ev.push_bool(f, false);
+            f
+        }
+        Some(b'n') => {
+            s.literal(b"null")?;
+            NO_FRAG
+        }
+        Some(b'{' | b'[') => {
+            let start = s.i;
+            let compact = s.skip_value(0)?;
+            let f = d.slots.get(ev, id, key, TypeClass::String);
+            let mut r = Ok(());
+            ev.push_text_with(f, true, |out| r = s.nested_text(start, compact, out));
+            if r.is_err() {
+                ev.unpush(f);
+                return r;
+            }
+            f
+        }
+        _ => return Err(GiveUp),
+    };
+    d.seen[idx] = (d.event_no, frag);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_stops_are_found_in_and_after_whole_words() {
+        let b = b"abcdefghijklmnop\"rest";
+        assert_eq!(string_stop(b, 0), 16);
+        assert_eq!(string_stop(b"ab\\cd", 0), 2);
+        assert_eq!(string_stop(b"abcdefghij\x01", 0), 10);
+        assert_eq!(string_stop(b"abc", 0), 3);
+        // A byte above 0x80 (UTF-8) is content, and so is DEL.
+        assert_eq!(string_stop("éééé\u{7f}ü\"".as_bytes(), 0), 11);
+        // A match after a borrow-prone byte is still the first one found.
+        assert_eq!(string_stop(b"\x00\x22", 0), 0);
+        assert_eq!(string_stop(b"a\x21\x22xxxxxxxxx", 0), 2);
+    }
+
+    #[test]
+    fn nested_values_keep_their_strings_and_lose_their_spaces() {
+        let text = r#"{ "a b" : [1, "x \" y" , {"c":null}] }"#;
+        let mut s = Scanner::new(text);
+        let compact = s.skip_value(0).unwrap();
+        assert!(!compact);
+        let mut out = String::new();
+        s.nested_text(0, compact, &mut out).unwrap();
+        assert_eq!(out, r#"{"a b":[1,"x \" y",{"c":null}]}"#);
+    }
+
+    #[test]
+    fn invalid_values_give_up() {
+        for v in [
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "tru",
+            "nul",
+            "[1,]",
+            "{\"a\"}",
+            "\"\\x\"",
+            "\"\\ud800\"",
+            "[1 2]",
+            "{\"a\":1,}",
+        ] {
+            let mut s = Scanner::new(v);
+            let r = s.skip_value(0);
+            assert!(r.is_err() || s.i != v.len(), "{v} was taken");
+        }
+    }
+}
