@@ -30,10 +30,15 @@ type Hasher = foldhash::fast::RandomState;
 /// time).
 pub struct Interner {
     names: HashMap<&'static str, (u32, NameRef), Hasher>,
-    /// By number: each name and what predicts it.
+    /// By number: each name, what predicts it, and its fragments in the batch.
     by_id: Vec<Known>,
     /// The number of the name asked last; [`NO_NEXT`] before the first.
     last: u32,
+    /// The batch being decoded (a stamp: a name's fragments are current when their stamp is
+    /// this one).
+    batch: u32,
+    /// The (name number, class) of each fragment of the batch, in order.
+    keys: Vec<(u32, u8)>,
 }
 
 /// A name of an [`Interner`], the number of the name asked after it last time ([`NO_NEXT`]
@@ -41,12 +46,23 @@ pub struct Interner {
 /// as little-endian words (zero after the end), to compare with a line's bytes a word at a
 /// time; `len` is 0 for a name that cannot be compared so (longer than [`KEY_BYTES`] with
 /// its quote, or holding a quote, backslash or control character, which JSON escapes).
+///
+/// Beside it, what a decoder keeps per name for the batch (in one place, so that a property
+/// costs one entry): the fragment of each class its values went to (current when `batch` is
+/// the batch's stamp), how many values and bytes of text each had in the last batch (a new
+/// fragment starts with that room: grown by doubling from nothing, a batch's fragments were
+/// reallocated about once per event), and the event that last had the name, with the fragment
+/// its value went to (for repeated keys).
 #[derive(Clone, Copy)]
 struct Known {
     name: NameRef,
     next: u32,
     len: u8,
     key: [u64; KEY_WORDS],
+    batch: u32,
+    frag: [u32; 3],
+    room: [(u32, u32); 3],
+    seen: (u64, u32),
 }
 
 const KEY_WORDS: usize = 4;
@@ -77,6 +93,10 @@ impl Known {
             next: NO_NEXT,
             len,
             key,
+            batch: 0,
+            frag: [NO_FRAG; 3],
+            room: [(0, 0); 3],
+            seen: (0, NO_FRAG),
         }
     }
 
@@ -118,6 +138,8 @@ impl Default for Interner {
             names: HashMap::default(),
             by_id: Vec::new(),
             last: NO_NEXT,
+            batch: 1,
+            keys: Vec::new(),
         }
     }
 }
@@ -147,6 +169,70 @@ impl Interner {
         (id, n)
     }
 
+    /// A new batch: no name has a fragment in it yet.
+    fn next_batch(&mut self) {
+        self.keys.clear();
+        self.batch = self.batch.wrapping_add(1);
+        if self.batch == 0 {
+            // Stamps wrapped around: old entries could look current.
+            for k in &mut self.by_id {
+                k.batch = 0;
+            }
+            self.batch = 1;
+        }
+    }
+
+    /// Notes the sizes of the batch's fragments, for the next batch's.
+    fn remember(&mut self, ev: &Events) {
+        for (f, &(id, c)) in ev.props.iter().zip(&self.keys) {
+            let bytes = match &f.values {
+                sluice_engine::batch::FragValues::Text(t) => t.bytes().len(),
+                _ => 0,
+            };
+            if let Some(k) = self.by_id.get_mut(id as usize) {
+                k.room[c as usize] = (f.len() as u32, bytes as u32);
+            }
+        }
+    }
+
+    /// Name `id`'s fragment of `class` in the batch, made on first use.
+    #[inline(always)]
+    pub(crate) fn frag(&mut self, ev: &mut Events, id: u32, class: TypeClass) -> u32 {
+        let batch = self.batch;
+        let k = &mut self.by_id[id as usize];
+        if k.batch != batch {
+            k.batch = batch;
+            k.frag = [NO_FRAG; 3];
+        }
+        let c = match class {
+            TypeClass::Number => 0,
+            TypeClass::Boolean => 1,
+            _ => 2,
+        };
+        if k.frag[c] == NO_FRAG {
+            let (values, bytes) = k.room[c];
+            k.frag[c] = ev.add_frag_with_room(k.name, class, values as usize, bytes as usize);
+            self.keys.push((id, c as u8));
+        }
+        k.frag[c]
+    }
+
+    /// Before a value of name `id` in event `event`: if the event had the name already (a
+    /// repeated key), its earlier value is taken back, the last one winning.
+    #[inline(always)]
+    pub(crate) fn repeat(&mut self, ev: &mut Events, id: u32, event: u64) {
+        let (no, prev) = self.by_id[id as usize].seen;
+        if no == event && prev != NO_FRAG {
+            ev.unpush(prev);
+        }
+    }
+
+    /// After a value of name `id` in event `event` went to `frag` ([`NO_FRAG`]: a null).
+    #[inline(always)]
+    pub(crate) fn seen(&mut self, id: u32, event: u64, frag: u32) {
+        self.by_id[id as usize].seen = (event, frag);
+    }
+
     #[inline(always)]
     fn predicted_entry(&self) -> Option<&Known> {
         let next = self.by_id.get(self.last as usize)?.next;
@@ -154,10 +240,10 @@ impl Interner {
     }
 
     /// The name that followed the last one asked, last time, if `b` (a line's bytes from a
-    /// key's first character) spells it and its closing quote: its number, the name, and the
+    /// key's first character) spells it and its closing quote: its number and the
     /// bytes it takes with the quote. It is then the last asked.
     #[inline(always)]
-    pub fn predict(&mut self, b: &[u8]) -> Option<(u32, NameRef, usize)> {
+    pub fn predict(&mut self, b: &[u8]) -> Option<(u32, usize)> {
         let next = self.by_id.get(self.last as usize)?.next;
         let k = self.by_id.get(next as usize)?;
         let found = match k.starts(b) {
@@ -172,8 +258,9 @@ impl Interner {
         if !found {
             return None;
         }
+        let taken = k.name.raw_static().len() + 1;
         self.last = next;
-        Some((next, k.name, k.name.raw_static().len() + 1))
+        Some((next, taken))
     }
 }
 
@@ -183,10 +270,6 @@ pub struct MixpanelDecoder {
     /// would break the chain of property names that follow each other).
     interner: Interner,
     event_names: Interner,
-    slots: FragSlots,
-    /// Per name id: the event number of its last occurrence and the fragment its value went
-    /// to ([`NO_FRAG`] for a null), for repeated keys.
-    seen: Vec<(u64, u32)>,
     event_no: u64,
     scratch: String,
     /// The interner's numbers of `time` and `distinct_id`.
@@ -209,8 +292,6 @@ impl Default for MixpanelDecoder {
         MixpanelDecoder {
             interner,
             event_names: Interner::default(),
-            slots: FragSlots::default(),
-            seen: Vec::new(),
             event_no: 0,
             scratch: String::new(),
             time_id,
@@ -225,84 +306,6 @@ impl Default for MixpanelDecoder {
 
 /// No fragment: a key whose value was null.
 pub(crate) const NO_FRAG: u32 = u32::MAX;
-
-/// A batch's fragments by the decoder's name number and class, without hashing: a stamp per
-/// batch says which entries are current. Each key also remembers how many values (and bytes
-/// of text) its fragment had in the last batch, which a new fragment starts with room for:
-/// grown by doubling from nothing, a batch's fragments were reallocated about once per
-/// event.
-#[derive(Default)]
-pub(crate) struct FragSlots {
-    batch: u32,
-    by_id: Vec<Slot>,
-    /// The (name number, class) of each fragment of the batch, in order.
-    keys: Vec<(u32, u8)>,
-}
-
-#[derive(Clone, Copy)]
-struct Slot {
-    batch: u32,
-    frag: [u32; 3],
-    /// Values and bytes of text of the key's fragment in the last batch that had one.
-    room: [(u32, u32); 3],
-}
-
-const EMPTY_SLOT: Slot = Slot {
-    batch: 0,
-    frag: [NO_FRAG; 3],
-    room: [(0, 0); 3],
-};
-
-impl FragSlots {
-    fn next_batch(&mut self) {
-        self.keys.clear();
-        self.batch = self.batch.wrapping_add(1);
-        if self.batch == 0 {
-            // Stamps wrapped around: old entries could look current.
-            for s in &mut self.by_id {
-                s.batch = 0;
-            }
-            self.batch = 1;
-        }
-    }
-
-    /// Notes the sizes of the batch's fragments, for the next batch.
-    fn remember(&mut self, ev: &Events) {
-        for (f, &(id, c)) in ev.props.iter().zip(&self.keys) {
-            let bytes = match &f.values {
-                sluice_engine::batch::FragValues::Text(t) => t.bytes().len(),
-                _ => 0,
-            };
-            if let Some(s) = self.by_id.get_mut(id as usize) {
-                s.room[c as usize] = (f.len() as u32, bytes as u32);
-            }
-        }
-    }
-
-    #[inline]
-    pub(crate) fn get(&mut self, ev: &mut Events, id: u32, name: NameRef, class: TypeClass) -> u32 {
-        let idx = id as usize;
-        if self.by_id.len() <= idx {
-            self.by_id.resize(idx + 1, EMPTY_SLOT);
-        }
-        let slot = &mut self.by_id[idx];
-        if slot.batch != self.batch {
-            slot.batch = self.batch;
-            slot.frag = [NO_FRAG; 3];
-        }
-        let c = match class {
-            TypeClass::Number => 0,
-            TypeClass::Boolean => 1,
-            _ => 2,
-        };
-        if slot.frag[c] == NO_FRAG {
-            let (values, bytes) = slot.room[c];
-            slot.frag[c] = ev.add_frag_with_room(name, class, values as usize, bytes as usize);
-            self.keys.push((id, c as u8));
-        }
-        slot.frag[c]
-    }
-}
 
 /// Makes the decoder; registered as format `mixpanel`.
 pub fn mixpanel_decoder(_: &sluice_engine::format::DecoderSettings) -> Box<dyn Operator> {
@@ -326,8 +329,6 @@ impl MixpanelDecoder {
                 let mut d = Decoding {
                     interner: &mut self.interner,
                     event_names: &mut self.event_names,
-                    slots: &mut self.slots,
-                    seen: &mut self.seen,
                     event_no: self.event_no,
                     time_id: self.time_id,
                     distinct_id: self.distinct_id,
@@ -395,51 +396,44 @@ impl MixpanelDecoder {
                 }
                 _ => {}
             }
-            let (id, key) = self.interner.get(k);
-            let idx = id as usize;
-            if self.seen.len() <= idx {
-                self.seen.resize(idx + 1, (0, NO_FRAG));
-            }
-            let (no, prev) = self.seen[idx];
-            if no == self.event_no && prev != NO_FRAG {
-                // A repeated key: the last value wins, as in JSON parsers generally.
-                ev.unpush(prev);
-            }
+            let (id, _) = self.interner.get(k);
+            // A repeated key: the last value wins, as in JSON parsers generally.
+            self.interner.repeat(ev, id, self.event_no);
             // One look at the node (`as_ref`): asking its type and then its value unpacked it
             // twice, which was a sixth of the decoder's own instructions.
             let frag = match v.as_ref() {
                 ValueRef::Null => NO_FRAG,
                 ValueRef::Bool(b) => {
-                    let f = self.slots.get(ev, id, key, TypeClass::Boolean);
+                    let f = self.interner.frag(ev, id, TypeClass::Boolean);
                     ev.push_bool(f, b);
                     f
                 }
                 ValueRef::Number(n) => match n.as_f64() {
                     Some(x) => {
-                        let f = self.slots.get(ev, id, key, TypeClass::Number);
+                        let f = self.interner.frag(ev, id, TypeClass::Number);
                         ev.push_num(f, x);
                         f
                     }
                     None => {
-                        let f = self.slots.get(ev, id, key, TypeClass::String);
+                        let f = self.interner.frag(ev, id, TypeClass::String);
                         let text = sonic_rs::to_string(v).unwrap_or_default();
                         ev.push_text(f, &text, false);
                         f
                     }
                 },
                 ValueRef::String(s) => {
-                    let f = self.slots.get(ev, id, key, TypeClass::String);
+                    let f = self.interner.frag(ev, id, TypeClass::String);
                     ev.push_text(f, s, false);
                     f
                 }
                 ValueRef::Array(_) | ValueRef::Object(_) => {
-                    let f = self.slots.get(ev, id, key, TypeClass::String);
+                    let f = self.interner.frag(ev, id, TypeClass::String);
                     let text = sonic_rs::to_string(v).unwrap_or_default();
                     ev.push_text(f, &text, true);
                     f
                 }
             };
-            self.seen[idx] = (self.event_no, frag);
+            self.interner.seen(id, self.event_no, frag);
         }
         let time_us = match time_of(time) {
             Ok(t) => t,
@@ -526,7 +520,7 @@ impl Operator for MixpanelDecoder {
             let per_line = |x: usize| x / self.room_lines.max(1) * lines;
             ev.reserve(lines, per_line(props), per_line(ids));
         }
-        self.slots.next_batch();
+        self.interner.next_batch();
         // The batch's UTF-8 is checked once, in one pass; line by line only if it fails.
         let whole = simdutf8::basic::from_utf8(&raw.buf).ok();
         for &(offset, start, end) in &raw.lines {
@@ -547,7 +541,7 @@ impl Operator for MixpanelDecoder {
                 });
             }
         }
-        self.slots.remember(&ev);
+        self.interner.remember(&ev);
         if !raw.lines.is_empty() {
             self.room = ev.room();
             self.room_lines = raw.lines.len();
@@ -586,8 +580,9 @@ mod tests {
     }
 
     /// A batch as comparable text: per event its name, time, distinct id and properties
-    /// (nested values as the JSON they mean), then the dead letters with their reasons.
-    fn canonical(b: &Batch) -> Vec<String> {
+    /// (nested values as the JSON they mean, each fraction in them written `#` and kept
+    /// aside in `floats`), then the dead letters with their reasons.
+    fn canonical(b: &Batch, floats: &mut Vec<f64>) -> Vec<String> {
         let mut out: Vec<String> = b
             .events
             .iter()
@@ -598,7 +593,7 @@ mod tests {
                         ValueRef::Json(t) => {
                             let j: serde_json::Value = serde_json::from_str(t)
                                 .unwrap_or_else(|err| panic!("{t} is not JSON: {err}"));
-                            format!("{:?}=json:{}", k.raw(), unsigned_zeros(j))
+                            format!("{:?}=json:{}", k.raw(), fractions_aside(j, floats))
                         }
                         ValueRef::Num(x) => format!("{:?}={:?}", k.raw(), x.to_bits()),
                         v => format!("{:?}={v:?}", k.raw()),
@@ -622,16 +617,30 @@ mod tests {
         out
     }
 
-    /// `value` with every zero written `0.0`: the nested text the scanner keeps says `-0.0`
-    /// where sonic-rs, writing its document back, says `0.0`. The same number either way.
-    fn unsigned_zeros(value: serde_json::Value) -> serde_json::Value {
+    /// `value` with every fraction written `#` and pushed onto `floats`. The nested text the
+    /// scanner keeps is the line's own; sonic-rs writes back the number it read, which may be
+    /// one unit in the last place away from the text (it reads `8.52487099226642e-24` as
+    /// `8.524870992266421e-24`) and says `0.0` for `-0.0`: `agree` compares them as numbers.
+    fn fractions_aside(value: serde_json::Value, floats: &mut Vec<f64>) -> serde_json::Value {
         use serde_json::Value as J;
         match value {
-            J::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => J::from(0.0),
-            J::Array(a) => J::Array(a.into_iter().map(unsigned_zeros).collect()),
-            J::Object(o) => J::Object(o.into_iter().map(|(k, v)| (k, unsigned_zeros(v))).collect()),
+            J::Number(n) if n.is_f64() => {
+                floats.push(n.as_f64().unwrap_or(f64::NAN));
+                J::from("#")
+            }
+            J::Array(a) => J::Array(a.into_iter().map(|v| fractions_aside(v, floats)).collect()),
+            J::Object(o) => J::Object(
+                o.into_iter()
+                    .map(|(k, v)| (k, fractions_aside(v, floats)))
+                    .collect(),
+            ),
             v => v,
         }
+    }
+
+    /// Whether two fractions are the same number but for rounding in the last place.
+    fn near(a: f64, b: f64) -> bool {
+        a == b || (a - b).abs() <= a.abs().max(b.abs()) * 4.0 * f64::EPSILON
     }
 
     /// Whether nested text is compact: no whitespace outside strings.
@@ -644,11 +653,16 @@ mod tests {
     fn agree<S: AsRef<str> + std::fmt::Debug>(lines: &[S]) -> u64 {
         let fast = decode_with(lines, true);
         let slow = decode_with(lines, false);
-        let (a, b) = (canonical(&fast), canonical(&slow));
+        let (mut fa, mut fb) = (Vec::new(), Vec::new());
+        let (a, b) = (canonical(&fast, &mut fa), canonical(&slow, &mut fb));
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x, y, "the scanner and the document reader differ");
         }
         assert_eq!(a.len(), b.len(), "{lines:?}");
+        assert_eq!(fa.len(), fb.len(), "{lines:?}");
+        for (x, y) in fa.iter().zip(&fb) {
+            assert!(near(*x, *y), "nested {x} and {y} differ: {lines:?}");
+        }
         for e in fast.events.iter() {
             for (_, _, v) in e.props() {
                 if let ValueRef::Json(t) = v {

@@ -21,9 +21,6 @@
 //! cuts them), the encodings of its pages, and a page index (offset index and column index),
 //! so readers prune row groups and pages and keep the file's page index.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use parquet::basic::{BoundaryOrder, Compression, Encoding, PageType, Type as PhysicalType};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
@@ -55,7 +52,7 @@ const PAGE_BYTES: usize = 1024 * 1024;
 /// writer falls back past `dictionary_page_size_limit`.
 const DICTIONARY_BYTES: usize = 1024 * 1024;
 
-/// No rank: a NaN, which takes no part in a double column's minimum and maximum.
+/// No rank (an entry left out of the order).
 const NO_RANK: u32 = u32::MAX;
 
 /// A column's values for one row group: the rows that have a value (ascending), and the
@@ -116,7 +113,6 @@ pub fn encode(
 
     let mut out = TrackedWrite::new(Vec::new());
     let mut pages = SerializedPageWriter::new(&mut out);
-    let mut encoder = snap::raw::Encoder::new();
     let write = |pages: &mut SerializedPageWriter<'_, _>, page: CompressedPage| {
         pages
             .write_page(page)
@@ -134,7 +130,7 @@ pub fn encode(
         let body_len = body.len();
         let page = CompressedPage::new(
             Page::DictionaryPage {
-                buf: Bytes::from(compress(body, codec, &mut encoder)?),
+                buf: Bytes::from(compress(body, codec)?),
                 num_values: count("dictionary entries", d.first.len())?,
                 encoding: Encoding::PLAIN,
                 is_sorted: false,
@@ -157,7 +153,14 @@ pub fn encode(
         let (end_row, end_value) =
             page_end(column.rows, values.as_ref(), &dict, row, next_value, rows);
         let page_rows = &column.rows[next_value..end_value];
-        let mut body = Vec::with_capacity(64 + (end_value - next_value) * 12);
+        let mut body = Vec::with_capacity(
+            16 + (end_row - row).div_ceil(8)
+                + match (&values, &dict) {
+                    (Some(_), Some(d)) => 8 + (end_value - next_value) * d.bit_width as usize / 8,
+                    (Some(v), None) => v.plain_size(next_value..end_value),
+                    (None, _) => 0,
+                },
+        );
         body.extend_from_slice(&[0; 4]);
         def_levels(&mut body, page_rows, row, end_row);
         let levels = count("definition levels", body.len() - 4)?;
@@ -167,7 +170,11 @@ pub fn encode(
                 let idx = &d.idx[next_value..end_value];
                 body.push(d.bit_width);
                 hybrid(&mut body, idx, d.bit_width);
-                d.bound(v, idx)
+                match v {
+                    // Strings by their entries' order: no string compared per value.
+                    Vals::Str { .. } => d.bound(v, idx),
+                    _ => v.bound(next_value..end_value),
+                }
             }
             (Some(v), None) => {
                 v.plain(next_value..end_value, &mut body);
@@ -183,7 +190,7 @@ pub fn encode(
         let page_uncompressed = body.len();
         let page = CompressedPage::new(
             Page::DataPage {
-                buf: Bytes::from(compress(body, codec, &mut encoder)?),
+                buf: Bytes::from(compress(body, codec)?),
                 num_values: count("rows of a page", end_row - row)?,
                 encoding: if dict.is_some() {
                     Encoding::RLE_DICTIONARY
@@ -371,6 +378,27 @@ impl<'a> Vals<'a> {
             }
         }
         Some(lo + 1)
+    }
+
+    /// The bytes values `range` take plain-encoded.
+    fn plain_size(&self, range: std::ops::Range<usize>) -> usize {
+        match self {
+            Vals::Str { ends, .. } => {
+                let start = if range.start == 0 {
+                    0
+                } else {
+                    ends[range.start - 1] as usize
+                };
+                let end = if range.end == 0 {
+                    0
+                } else {
+                    ends[range.end - 1] as usize
+                };
+                end - start + 4 * range.len()
+            }
+            Vals::F64(_) | Vals::I64(_) => 8 * range.len(),
+            Vals::Bool(_) => range.len().div_ceil(8),
+        }
     }
 
     /// Value `i`, plain-encoded.
@@ -596,8 +624,8 @@ fn signed_zero_bounds(min: f64, max: f64) -> (f64, f64) {
     (min, max)
 }
 
-/// A chunk's dictionary: each value's entry, each entry's first value, and each entry's
-/// place in the order of values (for statistics without comparing values).
+/// A chunk's dictionary: each value's entry, each entry's first value, and (for strings)
+/// each entry's place in the order of values, for statistics without comparing strings.
 struct Dict {
     idx: Vec<u32>,
     first: Vec<u32>,
@@ -617,57 +645,38 @@ impl Dict {
         let mut idx = Vec::with_capacity(n);
         let mut first: Vec<u32> = Vec::new();
         let mut bytes = 0usize;
-        type Fixed = foldhash::fast::FixedState;
         match v {
             Vals::Str { bytes: b, ends } => {
-                let mut map: HashMap<&[u8], u32, Fixed> =
-                    HashMap::with_capacity_and_hasher(256.min(n), Fixed::default());
-                let mut last: (&[u8], u32) = (&[], u32::MAX);
+                let mut table = StrTable::default();
                 let mut start = 0usize;
                 for (i, &e) in ends.iter().enumerate() {
-                    let s = &b[start..e as usize];
+                    let (at, len) = (start, e as usize - start);
                     start = e as usize;
-                    // Data often repeats its last value: no hashing then.
-                    if last.1 != u32::MAX && s == last.0 {
-                        idx.push(last.1);
-                        continue;
-                    }
-                    let id = match map.entry(s) {
-                        Entry::Occupied(o) => *o.get(),
-                        Entry::Vacant(x) => {
-                            bytes += s.len() + 4;
+                    let id = match table.find_or_add(b, at, len, first.len() as u32) {
+                        Found::Old(id) => id,
+                        Found::New(id) => {
+                            bytes += len + 4;
                             if bytes > DICTIONARY_BYTES {
                                 return None;
                             }
                             first.push(i as u32);
-                            *x.insert((first.len() - 1) as u32)
+                            id
                         }
                     };
                     idx.push(id);
-                    last = (s, id);
                 }
             }
             Vals::F64(x) => {
-                let mut map: HashMap<u64, u32, Fixed> =
-                    HashMap::with_capacity_and_hasher(256.min(n), Fixed::default());
+                let mut table = WordTable::default();
                 for (i, x) in x.iter().enumerate() {
-                    let id = *map.entry(x.to_bits()).or_insert_with(|| {
-                        first.push(i as u32);
-                        (first.len() - 1) as u32
-                    });
-                    idx.push(id);
+                    idx.push(table.find_or_add(x.to_bits(), i as u32, &mut first));
                 }
                 bytes = 8 * first.len();
             }
             Vals::I64(x) => {
-                let mut map: HashMap<i64, u32, Fixed> =
-                    HashMap::with_capacity_and_hasher(256.min(n), Fixed::default());
+                let mut table = WordTable::default();
                 for (i, &x) in x.iter().enumerate() {
-                    let id = *map.entry(x).or_insert_with(|| {
-                        first.push(i as u32);
-                        (first.len() - 1) as u32
-                    });
-                    idx.push(id);
+                    idx.push(table.find_or_add(x as u64, i as u32, &mut first));
                 }
                 bytes = 8 * first.len();
             }
@@ -676,24 +685,17 @@ impl Dict {
         if bytes > DICTIONARY_BYTES {
             return None;
         }
-        // Entries in the order of their values (NaN left out).
-        let mut order: Vec<u32> = (0..first.len() as u32).collect();
-        match v {
-            Vals::Str { bytes: b, ends } => order.sort_unstable_by(|&x, &y| {
+        // String entries in the order of their values (numbers are compared as they are).
+        let mut order: Vec<u32> = Vec::new();
+        if let Vals::Str { bytes: b, ends } = v {
+            order = (0..first.len() as u32).collect();
+            order.sort_unstable_by(|&x, &y| {
                 Vals::str_at(b, ends, first[x as usize] as usize).cmp(Vals::str_at(
                     b,
                     ends,
                     first[y as usize] as usize,
                 ))
-            }),
-            Vals::F64(xs) => {
-                order.retain(|&e| !xs[first[e as usize] as usize].is_nan());
-                order.sort_unstable_by(|&x, &y| {
-                    xs[first[x as usize] as usize].total_cmp(&xs[first[y as usize] as usize])
-                });
-            }
-            Vals::I64(xs) => order.sort_unstable_by_key(|&e| xs[first[e as usize] as usize]),
-            Vals::Bool(_) => {}
+            });
         }
         let mut rank = vec![NO_RANK; first.len()];
         for (r, &e) in order.iter().enumerate() {
@@ -711,7 +713,7 @@ impl Dict {
         })
     }
 
-    /// The minimum and maximum of the values whose entries are `idx`.
+    /// The minimum and maximum of the strings whose entries are `idx`.
     fn bound<'a>(&self, v: &Vals<'a>, idx: &[u32]) -> Bound<'a> {
         let (mut lo, mut hi) = (u32::MAX, 0u32);
         let mut any = false;
@@ -732,12 +734,192 @@ impl Dict {
                 Vals::str_at(bytes, ends, at(lo)),
                 Vals::str_at(bytes, ends, at(hi)),
             ),
-            // A rank order puts -0 before 0; Parquet's bounds cover both zeros anyway.
-            Vals::F64(x) => Bound::F64(x[at(lo)], x[at(hi)]),
-            Vals::I64(x) => Bound::I64(x[at(lo)], x[at(hi)]),
-            Vals::Bool(_) => Bound::None,
+            // Numbers have no ranks: their bounds come from the values.
+            _ => Bound::None,
         }
     }
+}
+
+/// Whether a dictionary lookup found its value or added it.
+enum Found {
+    Old(u32),
+    New(u32),
+}
+
+/// A dictionary's strings (places in one buffer), by a hash of their length and their words:
+/// an open-addressed table of entry numbers, each entry's full hash kept so that a value is
+/// compared with an entry only when their hashes agree. Words are read whole from the buffer
+/// and masked to the value, so a short value costs a few loads (a general hash map was a
+/// tenth of a run).
+#[derive(Default)]
+struct StrTable {
+    /// Entry number + 1 per slot (0: empty); a power of two, at most half full.
+    slots: Vec<u32>,
+    /// Per entry: its hash, start and length.
+    entries: Vec<(u64, usize, usize)>,
+}
+
+impl StrTable {
+    /// The entry of the `len` bytes of `b` at `at`; `Found::New(next)` when added.
+    #[inline(always)]
+    fn find_or_add(&mut self, b: &[u8], at: usize, len: usize, next: u32) -> Found {
+        if self.entries.len() * 2 >= self.slots.len() {
+            self.grow();
+        }
+        let h = str_hash(b, at, len);
+        let mask = self.slots.len() - 1;
+        let mut slot = (h as usize) & mask;
+        loop {
+            let e = self.slots[slot];
+            if e == 0 {
+                self.entries.push((h, at, len));
+                self.slots[slot] = self.entries.len() as u32;
+                return Found::New(next);
+            }
+            let (eh, e_at, e_len) = self.entries[e as usize - 1];
+            if eh == h && e_len == len && same(b, e_at, at, len) {
+                return Found::Old(e - 1);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(64);
+        self.slots = vec![0; size];
+        let mask = size - 1;
+        for (i, &(h, _, _)) in self.entries.iter().enumerate() {
+            let mut at = (h as usize) & mask;
+            while self.slots[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = i as u32 + 1;
+        }
+    }
+}
+
+/// The `len` (at most 8) bytes of `b` at `at`, zero-padded, as a number: one load of a whole
+/// word when the buffer goes on that far, masked to the value.
+#[inline(always)]
+fn word(b: &[u8], at: usize, len: usize) -> u64 {
+    let rest = b.get(at..).unwrap_or(&[]);
+    if let Some(w) = rest.first_chunk::<8>() {
+        // The mask without a branch on the length (a shift by 64 needs 128 bits).
+        let mask = ((1u128 << (8 * len.min(8))) - 1) as u64;
+        return u64::from_le_bytes(*w) & mask;
+    }
+    let n = len.min(8).min(rest.len());
+    rest[..n]
+        .iter()
+        .enumerate()
+        .fold(0u64, |w, (i, &c)| w | ((c as u64) << (8 * i)))
+}
+
+/// A hash of the `len` bytes of `b` at `at`, put through MurmurHash3's finalizer so that the
+/// low bits (the table's slot) depend on every byte (values such as `user-1234` or `1.23.4`
+/// differ in a few bytes only). A value of up to 16 bytes (most) is its length and first and
+/// last words, with no loop; a longer one every word (JSON text such as `{"total":12.5,...}`
+/// differs in its middle).
+#[inline(always)]
+fn str_hash(b: &[u8], at: usize, len: usize) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    if len <= 16 {
+        let first = word(b, at, len);
+        let last = if len > 8 { word(b, at + len - 8, 8) } else { 0 };
+        return fmix(first ^ last.rotate_left(29) ^ (len as u64).wrapping_mul(K));
+    }
+    let mut h = len as u64;
+    let mut off = 0;
+    while off < len {
+        h = ((h ^ word(b, at + off, len - off)).wrapping_mul(K)).rotate_left(31);
+        off += 8;
+    }
+    fmix(h)
+}
+
+/// MurmurHash3's 64-bit finalizer: every bit of the result depends on every bit of `h`.
+#[inline(always)]
+fn fmix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
+}
+
+/// Whether the `len` bytes of `b` at `x` and at `y` are the same: short ones a word or two
+/// at a time.
+#[inline(always)]
+fn same(b: &[u8], x: usize, y: usize, len: usize) -> bool {
+    match len {
+        0..=8 => word(b, x, len) == word(b, y, len),
+        9..=16 => {
+            word(b, x, 8) == word(b, y, 8) && word(b, x + 8, len - 8) == word(b, y + 8, len - 8)
+        }
+        _ => b[x..x + len] == b[y..y + len],
+    }
+}
+
+/// A dictionary of numbers (a double's bits, a time): an open-addressed table of entry
+/// numbers by a multiplicative hash, the last value tried first.
+#[derive(Default)]
+struct WordTable {
+    /// Entry number + 1 per slot (0: empty); a power of two, at most half full.
+    slots: Vec<u32>,
+    keys: Vec<u64>,
+    last: Option<(u64, u32)>,
+}
+
+impl WordTable {
+    /// The entry of `key` (value `i`), added (and its first value noted in `first`) if new.
+    #[inline(always)]
+    fn find_or_add(&mut self, key: u64, i: u32, first: &mut Vec<u32>) -> u32 {
+        if let Some((k, e)) = self.last {
+            if k == key {
+                return e;
+            }
+        }
+        if self.keys.len() * 2 >= self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = word_hash(key) & mask;
+        let e = loop {
+            let e = self.slots[at];
+            if e == 0 {
+                self.keys.push(key);
+                first.push(i);
+                self.slots[at] = self.keys.len() as u32;
+                break self.keys.len() as u32 - 1;
+            }
+            if self.keys[e as usize - 1] == key {
+                break e - 1;
+            }
+            at = (at + 1) & mask;
+        };
+        self.last = Some((key, e));
+        e
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(64);
+        self.slots = vec![0; size];
+        let mask = size - 1;
+        for (i, &k) in self.keys.iter().enumerate() {
+            let mut at = word_hash(k) & mask;
+            while self.slots[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = i as u32 + 1;
+        }
+    }
+}
+
+/// A number's bits mixed so that its low bits depend on all of them (doubles such as 1920.0
+/// have dozens of zero low bits).
+#[inline(always)]
+fn word_hash(k: u64) -> usize {
+    fmix(k) as usize
 }
 
 /// Definition levels of rows `r0..r1`, of which `rows` (ascending, within the range) have a
@@ -931,12 +1113,35 @@ fn with_legacy_min_max(statistics: Statistics, signed: bool) -> Statistics {
     }
 }
 
-fn compress(body: Vec<u8>, codec: Compression, snappy: &mut snap::raw::Encoder) -> Result<Vec<u8>> {
+/// The sink thread's Snappy encoder and its output buffer, kept from page to page: a new
+/// buffer per page (what `compress_vec` makes) was zeroed at its largest size each time.
+struct Snappy {
+    encoder: snap::raw::Encoder,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static SNAPPY: std::cell::RefCell<Snappy> = std::cell::RefCell::new(Snappy {
+        encoder: snap::raw::Encoder::new(),
+        out: Vec::new(),
+    });
+}
+
+fn compress(body: Vec<u8>, codec: Compression) -> Result<Vec<u8>> {
     match codec {
         Compression::UNCOMPRESSED => Ok(body),
-        Compression::SNAPPY => snappy
-            .compress_vec(&body)
-            .map_err(|e| internal("compressing a column chunk", e)),
+        Compression::SNAPPY => SNAPPY.with(|z| {
+            let z = &mut *z.borrow_mut();
+            let max = snap::raw::max_compress_len(body.len());
+            if z.out.len() < max {
+                z.out.resize(max, 0);
+            }
+            let n = z
+                .encoder
+                .compress(&body, &mut z.out)
+                .map_err(|e| internal("compressing a column chunk", e))?;
+            Ok(z.out[..n].to_vec())
+        }),
         Compression::ZSTD(level) => zstd::bulk::compress(&body, level.compression_level())
             .map_err(|e| internal("compressing a column chunk", e)),
         other => Err(EngineError::Internal(format!(
@@ -1099,6 +1304,47 @@ mod tests {
         let mut out = Vec::new();
         hybrid(&mut out, &[0; 100], 0);
         assert_eq!(unhybrid(&out, 0, 100), vec![0; 100]);
+    }
+
+    #[test]
+    fn dictionaries_number_each_distinct_string_once() {
+        // Short, long, empty, prefixes of each other, equal but for the length, many.
+        let mut vals: Vec<String> = ["", "a", "a\0", "abcdefgh", "abcdefghi", "abcdefgh"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        vals.extend((0..300).map(|i| format!("https://example.com/{}?x={}", i % 7, i % 120)));
+        vals.extend((0..50).map(|i| "é".repeat(i % 9)));
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for v in &vals {
+            bytes.extend_from_slice(v.as_bytes());
+            ends.push(bytes.len() as i32);
+        }
+        let v = Vals::Str {
+            bytes: &bytes,
+            ends: &ends,
+        };
+        let d = Dict::build(&v).unwrap();
+        // Each value's entry holds that value, and entries are distinct.
+        for (i, &e) in d.idx.iter().enumerate() {
+            let first = d.first[e as usize] as usize;
+            assert_eq!(vals[first], vals[i], "value {i}");
+        }
+        let mut distinct: Vec<&String> = vals.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(d.first.len(), distinct.len());
+        // The bounds come out of the entries' order.
+        let all: Vec<u32> = (0..vals.len() as u32).collect();
+        match d.bound(&v, &d.idx) {
+            Bound::Str(min, max) => {
+                assert_eq!(min, distinct[0].as_bytes());
+                assert_eq!(max, distinct[distinct.len() - 1].as_bytes());
+            }
+            b => panic!("{b:?}"),
+        }
+        assert_eq!(all.len(), vals.len());
     }
 
     #[test]
