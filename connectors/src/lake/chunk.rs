@@ -52,6 +52,16 @@ const PAGE_BYTES: usize = 1024 * 1024;
 /// writer falls back past `dictionary_page_size_limit`.
 const DICTIONARY_BYTES: usize = 1024 * 1024;
 
+/// Values a dictionary is tried on before it is judged: one whose entries are then nine in
+/// ten of its values (ids, times) goes plain, saving the rest of a table that would only grow
+/// past [`DICTIONARY_BYTES`] or save nothing.
+const DICTIONARY_TRIAL: usize = 8192;
+
+/// Whether a dictionary of `entries` after [`DICTIONARY_TRIAL`] values is given up.
+fn too_distinct(entries: usize) -> bool {
+    entries * 10 >= DICTIONARY_TRIAL * 9
+}
+
 /// No rank (an entry left out of the order).
 const NO_RANK: u32 = u32::MAX;
 
@@ -68,7 +78,8 @@ fn internal(what: &str, e: impl std::fmt::Display) -> EngineError {
 
 /// Encodes `column`, of `rows` rows, as a column chunk: its bytes (for
 /// `SerializedRowGroupWriter::append_column`) and what closing a column writer would report.
-/// With `dictionary`, values go through a dictionary unless it grows past
+/// With `dictionary`, values go through a dictionary unless the first [`DICTIONARY_TRIAL`] are
+/// nearly all distinct or it grows past
 /// [`DICTIONARY_BYTES`].
 pub fn encode(
     column: &Chunk<'_>,
@@ -664,12 +675,18 @@ impl Dict {
                         }
                     };
                     idx.push(id);
+                    if i + 1 == DICTIONARY_TRIAL && too_distinct(first.len()) {
+                        return None;
+                    }
                 }
             }
             Vals::F64(x) => {
                 let mut table = WordTable::default();
                 for (i, x) in x.iter().enumerate() {
                     idx.push(table.find_or_add(x.to_bits(), i as u32, &mut first));
+                    if i + 1 == DICTIONARY_TRIAL && too_distinct(first.len()) {
+                        return None;
+                    }
                 }
                 bytes = 8 * first.len();
             }
@@ -677,6 +694,9 @@ impl Dict {
                 let mut table = WordTable::default();
                 for (i, &x) in x.iter().enumerate() {
                     idx.push(table.find_or_add(x as u64, i as u32, &mut first));
+                    if i + 1 == DICTIONARY_TRIAL && too_distinct(first.len()) {
+                        return None;
+                    }
                 }
                 bytes = 8 * first.len();
             }
@@ -1345,6 +1365,40 @@ mod tests {
             b => panic!("{b:?}"),
         }
         assert_eq!(all.len(), vals.len());
+    }
+
+    #[test]
+    fn a_column_of_distinct_values_goes_plain_after_the_trial() {
+        let n = DICTIONARY_TRIAL * 2;
+        let strings = |f: &dyn Fn(usize) -> String| {
+            let mut bytes = Vec::new();
+            let mut ends = Vec::new();
+            for i in 0..n {
+                bytes.extend_from_slice(f(i).as_bytes());
+                ends.push(bytes.len() as i32);
+            }
+            (bytes, ends)
+        };
+        // Ids: every value new. Plain, though the dictionary would fit in its budget.
+        let (b, e) = strings(&|i| format!("{i:08x}"));
+        assert!(12 * n < DICTIONARY_BYTES);
+        assert!(Dict::build(&Vals::Str {
+            bytes: &b,
+            ends: &e
+        })
+        .is_none());
+        let times: Vec<i64> = (0..n as i64).map(|i| 1_700_000_000_000 + i).collect();
+        assert!(Dict::build(&Vals::I64(&times)).is_none());
+        // Many distinct values but repeats among the first ones: kept.
+        let (b, e) = strings(&|i| format!("user-{}", (i * 7919) % 5000));
+        let d = Dict::build(&Vals::Str {
+            bytes: &b,
+            ends: &e,
+        })
+        .unwrap();
+        assert_eq!(d.first.len(), 5000);
+        let prices: Vec<f64> = (0..n).map(|i| (i % 300) as f64 / 4.0).collect();
+        assert_eq!(Dict::build(&Vals::F64(&prices)).unwrap().first.len(), 300);
     }
 
     #[test]
