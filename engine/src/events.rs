@@ -390,17 +390,7 @@ impl Events {
     /// class); `nested` marks compact JSON text of an array or object.
     #[inline]
     pub fn push_text(&mut self, frag: u32, s: &str, nested: bool) {
-        let row = self.next_row();
-        let f = &mut self.props[frag as usize];
-        if let FragValues::Text(t) = &mut f.values {
-            let i = t.len() as u32;
-            t.push(s);
-            if nested {
-                f.nested.push(i);
-            }
-            f.rows.push(row);
-            self.order.push((frag, i));
-        }
+        self.push_text_with(frag, nested, |b| b.push_str(s));
     }
 
     /// Like [`Events::push_text`], with the text written by `write` at the end of the

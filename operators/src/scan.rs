@@ -140,34 +140,10 @@ impl<'a> Scanner<'a> {
             let end = string_stop(self.b, start);
             out.push_str(self.s.get(start..end).ok_or(GiveUp)?);
             self.i = end;
-            match self.peek() {
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    let c = *self.b.get(self.i + 1).ok_or(GiveUp)?;
-                    self.i += 2;
-                    out.push(match c {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let v = hex4(&self.b[self.i..]).ok_or(GiveUp)?;
-                            self.i += 4;
-                            // Surrogates (pairs or lone) are left to the fallback.
-                            char::from_u32(v).ok_or(GiveUp)?
-                        }
-                        _ => return Err(GiveUp),
-                    });
-                }
-                _ => return Err(GiveUp),
+            if self.string_end()? {
+                return Ok(());
             }
+            out.push(self.escape()?);
         }
     }
 
@@ -175,29 +151,47 @@ impl<'a> Scanner<'a> {
     fn skip_string(&mut self) -> Scan<()> {
         loop {
             self.i = string_stop(self.b, self.i);
-            match self.peek() {
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    let c = *self.b.get(self.i + 1).ok_or(GiveUp)?;
-                    self.i += 2;
-                    match c {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                        b'u' => {
-                            let v = hex4(&self.b[self.i..]).ok_or(GiveUp)?;
-                            if (0xD800..0xE000).contains(&v) {
-                                return Err(GiveUp);
-                            }
-                            self.i += 4;
-                        }
-                        _ => return Err(GiveUp),
-                    }
-                }
-                _ => return Err(GiveUp),
+            if self.string_end()? {
+                return Ok(());
             }
+            self.escape()?;
         }
+    }
+
+    /// At a string's closing quote (taken: `true`) or at a backslash (`false`).
+    #[inline(always)]
+    fn string_end(&mut self) -> Scan<bool> {
+        match self.peek() {
+            Some(b'"') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(b'\\') => Ok(false),
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// The character an escape at `self.i` (its backslash) stands for, taken. Surrogates
+    /// (pairs or lone) are left to the fallback.
+    fn escape(&mut self) -> Scan<char> {
+        let c = *self.b.get(self.i + 1).ok_or(GiveUp)?;
+        self.i += 2;
+        Ok(match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let v = hex4(self.b.get(self.i..).ok_or(GiveUp)?).ok_or(GiveUp)?;
+                self.i += 4;
+                char::from_u32(v).ok_or(GiveUp)?
+            }
+            _ => return Err(GiveUp),
+        })
     }
 
     /// A number at `self.i`: its value as a double, and whether it is written as an integer.

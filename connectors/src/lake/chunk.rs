@@ -359,8 +359,7 @@ impl<'a> Vals<'a> {
     /// String value `i`.
     #[inline(always)]
     fn str_at(bytes: &'a [u8], ends: &[i32], i: usize) -> &'a [u8] {
-        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-        &bytes[start..ends[i] as usize]
+        &bytes[str_start(ends, i)..ends[i] as usize]
     }
 
     /// The first value index past `from` at which the values `from..` take `limit` bytes
@@ -369,11 +368,7 @@ impl<'a> Vals<'a> {
         let Vals::Str { ends, .. } = self else {
             return None;
         };
-        let start = if from == 0 {
-            0
-        } else {
-            ends[from - 1] as usize
-        };
+        let start = str_start(ends, from);
         let taken = |i: usize| ends[i] as usize - start + 4 * (i + 1 - from);
         if to == from || taken(to - 1) < limit {
             return None;
@@ -395,16 +390,8 @@ impl<'a> Vals<'a> {
     fn plain_size(&self, range: std::ops::Range<usize>) -> usize {
         match self {
             Vals::Str { ends, .. } => {
-                let start = if range.start == 0 {
-                    0
-                } else {
-                    ends[range.start - 1] as usize
-                };
-                let end = if range.end == 0 {
-                    0
-                } else {
-                    ends[range.end - 1] as usize
-                };
+                let start = str_start(ends, range.start);
+                let end = str_start(ends, range.end);
                 end - start + 4 * range.len()
             }
             Vals::F64(_) | Vals::I64(_) => 8 * range.len(),
@@ -430,16 +417,8 @@ impl<'a> Vals<'a> {
     fn plain(&self, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
         match self {
             Vals::Str { bytes, ends } => {
-                let start = if range.start == 0 {
-                    0
-                } else {
-                    ends[range.start - 1] as usize
-                };
-                let end = if range.end == 0 {
-                    0
-                } else {
-                    ends[range.end - 1] as usize
-                };
+                let start = str_start(ends, range.start);
+                let end = str_start(ends, range.end);
                 out.reserve(end - start + 4 * range.len());
                 let mut s = start;
                 for &e in &ends[range] {
@@ -484,11 +463,7 @@ impl<'a> Vals<'a> {
                 let first = Self::str_at(bytes, ends, range.start);
                 let (mut min, mut max) = (first, first);
                 let (mut min_key, mut max_key) = (prefix(first), prefix(first));
-                let mut start = if range.start == 0 {
-                    0
-                } else {
-                    ends[range.start - 1] as usize
-                };
+                let mut start = str_start(ends, range.start);
                 for &e in &ends[range] {
                     let v = &bytes[start..e as usize];
                     start = e as usize;
@@ -757,6 +732,17 @@ impl Dict {
             // Numbers have no ranks: their bounds come from the values.
             _ => Bound::None,
         }
+    }
+}
+
+/// Where string value `i` starts in its bytes (where value `i - 1` ends); for `i` = the
+/// number of values, where they all end.
+#[inline(always)]
+fn str_start(ends: &[i32], i: usize) -> usize {
+    if i == 0 {
+        0
+    } else {
+        ends[i - 1] as usize
     }
 }
 
