@@ -25,9 +25,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, ".venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
+import benchenv
+
+ROOT = benchenv.ROOT
 
 
 def ensure_duckdb(python):
@@ -35,13 +35,10 @@ def ensure_duckdb(python):
     (benches/requirements.txt) when missing."""
     if python:
         return python
-    if not os.path.exists(VENV_PY):
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    if subprocess.run([VENV_PY, "-c", "import duckdb"], capture_output=True).returncode != 0:
-        print("installing DuckDB into .venv (benches/requirements.txt)", file=sys.stderr)
-        subprocess.run([VENV_PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "-r", os.path.join(ROOT, "benches", "requirements.txt")], check=True)
-    return VENV_PY
+    py = benchenv.make()
+    if subprocess.run([py, "-c", "import duckdb"], capture_output=True).returncode != 0:
+        benchenv.install()
+    return py
 
 DUCKDB = r"""
 import sys, duckdb

@@ -63,9 +63,9 @@ import time
 import urllib.request
 from urllib.parse import urlparse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, ".venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
+import benchenv  # benches/benchenv.py
+
+ROOT, VENV, VENV_PY = benchenv.ROOT, benchenv.VENV, benchenv.VENV_PY
 PEER = os.path.join(ROOT, "benches", "w2_python_peer.py")
 TOPOLOGY = os.path.join(ROOT, "topologies", "s3-glue.yaml")
 TABLE = "mp_master_event"
@@ -78,14 +78,12 @@ CONNECT_WORK = os.environ.get("CONNECT_WORK", os.path.join(CONNECT_DIR, ".work")
 def ensure_env():
     """Runs under .venv's Python, with boto3, pyarrow and confluent-kafka installed there."""
     if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
-        if not os.path.exists(VENV_PY):
-            subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        benchenv.make()
         os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__), *sys.argv[1:]])
     try:
         import boto3, pyarrow, confluent_kafka  # noqa: F401
     except ImportError:
-        subprocess.run([VENV_PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "-r", os.path.join(ROOT, "benches", "requirements.txt")], check=True)
+        benchenv.install()
         importlib.invalidate_caches()
 
 
