@@ -663,17 +663,28 @@ impl Window {
                 overflow = Some(c.ordinal as usize);
                 continue;
             }
-            let col = self.col(c.ordinal as usize, def)?;
+            if f.rows.is_empty() {
+                continue;
+            }
+            if let Pick::All = pick {
+                let col = self.col(c.ordinal as usize, def)?;
+                bytes += col.extend(f, 0, f.rows.len(), deltas[0])?;
+                continue;
+            }
+            // The window's column is reached (and made) only when some of its runs have
+            // values of the fragment: a batch spread over several windows has most of its
+            // sparse fragments in one of them.
+            let mut col: Option<&mut Column> = None;
             for (&(a, b), &delta) in runs.iter().zip(&deltas) {
-                let (v0, v1) = match pick {
-                    Pick::All => (0, f.rows.len()),
-                    Pick::Runs(_) => (
-                        f.rows.partition_point(|&r| r < a),
-                        f.rows.partition_point(|&r| r < b),
-                    ),
-                };
+                let v0 = f.rows.partition_point(|&r| r < a);
+                let v1 = v0 + f.rows[v0..].partition_point(|&r| r < b);
                 if v0 < v1 {
-                    bytes += col.extend(f, v0, v1, delta)?;
+                    let into = match col {
+                        Some(into) => into,
+                        None => self.col(c.ordinal as usize, def)?,
+                    };
+                    bytes += into.extend(f, v0, v1, delta)?;
+                    col = Some(into);
                 }
             }
         }
