@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole performance harness in one command: builds the release binary, then W1 (file ->
 # operators -> local Parquet, beside DuckDB) and W2 (Kafka -> sluice -> S3 + Glue, beside a
-# Python consumer and Kafka Connect), each printing its medians and the ratios to its peers.
+# Python consumer and Kafka Connect), each printing its medians and the ratios to its peers,
+# then W3 (how the cost grows with distinct property names and with events).
 # Both install what they need (DuckDB and the Python packages into .venv, the Kafka Connect
 # jars into benches/connect/.work, a broker and a moto server as local processes).
 #
 #   benches/all.sh                       # 1M events for W1, 200k for W2, 3 runs each
-#   RUNS=5 W1_EVENTS=200000 benches/all.sh
+#   RUNS=5 W1_EVENTS=200000 W3_EVENTS=100000 benches/all.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-3}"
@@ -15,3 +16,5 @@ echo "== W1: transform + encode"
 benches/w1.py --events "${W1_EVENTS:-1000000}" --runs "$runs"
 echo "== W2: end to end"
 benches/w2.py --events "${W2_EVENTS:-200000}" --runs "$runs" --peers python,connect
+echo "== W3: distinct property names"
+benches/names.py --events "${W3_EVENTS:-200000}" --runs "$runs"
