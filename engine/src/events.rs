@@ -286,9 +286,12 @@ impl Events {
         e
     }
 
-    /// Room for `events` more events with `props` properties among them, and `id_bytes`
-    /// bytes of distinct ids.
-    pub fn reserve(&mut self, events: usize, props: usize, id_bytes: usize) {
+    /// Room for `events` more events with `props` properties among them, `frags` fragments,
+    /// and `id_bytes` bytes of distinct ids.
+    pub fn reserve(&mut self, events: usize, props: usize, frags: usize, id_bytes: usize) {
+        // Grown by doubling, a batch of thousands of fragments (one per property name and
+        // type class: a wide table's sparse names) copied them all a dozen times.
+        self.props.reserve(frags);
         self.name.reserve(events);
         self.time_us.reserve(events);
         self.pos.reserve(events);
@@ -299,10 +302,14 @@ impl Events {
         self.order.reserve(props);
     }
 
-    /// The properties of all events (what [`Events::reserve`] takes as `props`), and the
-    /// bytes of their distinct ids.
-    pub fn room(&self) -> (usize, usize) {
-        (self.order.len(), self.distinct_ids.bytes.len())
+    /// The properties of all events, the fragments, and the bytes of distinct ids: what
+    /// [`Events::reserve`] takes.
+    pub fn room(&self) -> (usize, usize, usize) {
+        (
+            self.order.len(),
+            self.props.len(),
+            self.distinct_ids.bytes.len(),
+        )
     }
 
     /// About the bytes the events hold, as a sink counts them: 16 per event, its name, and

@@ -280,7 +280,7 @@ pub struct MixpanelDecoder {
     /// Off only in tests, to compare the scanner with the document reader.
     scanner: bool,
     /// The last batch's [`Events::room`], and its lines.
-    room: (usize, usize),
+    room: (usize, usize, usize),
     room_lines: usize,
 }
 
@@ -298,7 +298,7 @@ impl Default for MixpanelDecoder {
             distinct_id,
             fallbacks: 0,
             scanner: true,
-            room: (0, 0),
+            room: (0, 0, 0),
             room_lines: 0,
         }
     }
@@ -516,9 +516,9 @@ impl Operator for MixpanelDecoder {
             // Room for as many properties per line, and bytes of ids, as the last batch had.
             ev = Events::default();
             let lines = raw.lines.len();
-            let (props, ids) = self.room;
+            let (props, frags, ids) = self.room;
             let per_line = |x: usize| x / self.room_lines.max(1) * lines;
-            ev.reserve(lines, per_line(props), per_line(ids));
+            ev.reserve(lines, per_line(props), frags, per_line(ids));
         }
         self.interner.next_batch();
         // The batch's UTF-8 is checked once, in one pass; line by line only if it fails.
