@@ -105,7 +105,20 @@ pub fn encode(
             column.rows.len()
         )));
     }
-    if let Some(w) = column.rows.windows(2).find(|w| w[0] >= w[1]) {
+    // Checked without a branch per value (the compiler makes it a vector loop): an early
+    // exit at each pair made this check 1% of W1.
+    let rows_after = column.rows.get(1..).unwrap_or(&[]);
+    let ordered = column
+        .rows
+        .iter()
+        .zip(rows_after)
+        .fold(true, |ok, (a, b)| ok & (a < b));
+    if !ordered {
+        let w = column
+            .rows
+            .windows(2)
+            .find(|w| w[0] >= w[1])
+            .unwrap_or(&[0, 0]);
         return Err(EngineError::Internal(format!(
             "a column's rows are out of order: {} then {}",
             w[0], w[1]
