@@ -59,6 +59,10 @@ pub struct LakeSink {
     /// Table definitions, shared so that looking one up per event copies nothing.
     defs: FastMap<i64, Arc<(TableDef, SystemColumns)>>,
     windows: FastMap<(i64, i32), Window>,
+    /// The room each column of a (table, date) window had in its last row group of the last
+    /// epoch: the same window in the next epoch (a stream's current day, each `roll.max_age`)
+    /// starts with it, instead of doubling its way up, copying as it goes, at every epoch.
+    rooms: FastMap<(i64, i32), Vec<(usize, usize)>>,
     pending: Vec<Pending>,
     /// Names this process's files: unique per worker and sink, with `epoch`.
     run: String,
@@ -195,6 +199,7 @@ impl LakeSink {
             partitions: Arc::new(Partitions::default()),
             defs: FastMap::default(),
             windows: FastMap::default(),
+            rooms: FastMap::default(),
             pending: Vec::new(),
             run: run_tag(worker_id(), &sink_id),
             epoch: 0,
@@ -456,10 +461,10 @@ impl LakeSink {
             let pieces: &[(u32, u32)] = if whole { &all } else { &runs[t] };
             for &(mut a, b) in pieces {
                 while a < b {
-                    let w = self
-                        .windows
-                        .entry(key)
-                        .or_insert_with(|| Window::new(tref.id, date));
+                    let w = self.windows.entry(key).or_insert_with(|| {
+                        let room = self.rooms.remove(&key).unwrap_or_default();
+                        Window::with_room(tref.id, date, room)
+                    });
                     let in_file = w.file.as_ref().map_or(0, |f| f.value_bytes);
                     let limit = group_bytes.min(self.roll.max_file_bytes.saturating_sub(in_file));
                     let room = limit.saturating_sub(w.bytes as u64) as usize;
@@ -836,7 +841,12 @@ impl LakeSink {
             "committed"
         );
         self.dead.clear();
-        self.windows.clear();
+        // Only the windows of this epoch are remembered: a date no longer written leaves.
+        self.rooms = self
+            .windows
+            .drain()
+            .filter_map(|(key, w)| w.into_room().map(|room| (key, room)))
+            .collect();
         self.held_bytes = 0;
         self.epoch_started = None;
         self.epoch += 1;

@@ -565,6 +565,20 @@ impl Window {
         }
     }
 
+    /// A window whose columns start with `room` (values, bytes) by ordinal, as
+    /// [`Window::into_room`] gave it: that of the same window in the last epoch.
+    pub fn with_room(table_id: i64, date: i32, room: Vec<(usize, usize)>) -> Self {
+        Window {
+            sizes: room,
+            ..Window::new(table_id, date)
+        }
+    }
+
+    /// The room its columns had in its last row group, if it made one.
+    pub fn into_room(self) -> Option<Vec<(usize, usize)>> {
+        (!self.sizes.is_empty()).then_some(self.sizes)
+    }
+
     fn col(&mut self, ordinal: usize, def: &TableDef) -> Result<&mut Column> {
         // Once per value: a column met before in this row group is all that is looked at.
         if matches!(self.columns.get(ordinal), Some(Some(_))) {
@@ -1000,7 +1014,28 @@ mod tests {
             w.append(&first, 0, Pick::All, &def, sys).unwrap();
             w.append(&ev, 0, Pick::Runs(&runs), &def, sys).unwrap();
             assert_eq!(w.rows, rows + 1);
-            out.push(w.take_rows(&def).into_batch().unwrap());
+            let batch = w.take_rows(&def).into_batch().unwrap();
+            // The room it leaves for its next epoch: every column, each with room for its
+            // values (at least the first room).
+            let room = w.into_room().unwrap();
+            assert_eq!(room.len(), def.columns.len());
+            assert!(room
+                .iter()
+                .all(|&(n, b)| n >= FIRST_ROOM.0 && b >= FIRST_ROOM.1));
+            // The same window in the next epoch starts with the room given, and holds the
+            // same rows.
+            let mut again = Window::with_room(7, date, vec![(1000, 8000); def.columns.len()]);
+            again.append(&first, 0, Pick::All, &def, sys).unwrap();
+            again.append(&ev, 0, Pick::Runs(&runs), &def, sys).unwrap();
+            for c in again.columns.iter().flatten() {
+                assert!(c.rows.capacity() >= 1000);
+                if let Values::Str { bytes, ends } = &c.values {
+                    assert!(bytes.capacity() >= 8000 && ends.capacity() >= 1000);
+                }
+            }
+            assert_eq!(again.take_rows(&def).into_batch().unwrap(), batch);
+            assert!(Window::new(7, date).into_room().is_none());
+            out.push(batch);
         }
         let strs = |b: &RecordBatch, i: usize| -> Vec<Option<String>> {
             b.column(i)
