@@ -25,31 +25,9 @@ import sys
 import tempfile
 
 import benchenv
-from w1 import measure
+from w1 import measure, topology
 
 ROOT = benchenv.ROOT
-
-
-def topology(dirpath, src):
-    t = {
-        "sources": {"events": {"type": "file", "path": src}},
-        "operators": {
-            "clean": {"type": "clean-name", "inputs": ["events"]},
-            "nested": {"type": "stringify-nested", "inputs": ["clean"]},
-            "types": {"type": "type-infer", "inputs": ["nested"], "schema": "monoschema"},
-            "dates": {"type": "partition-by-date", "inputs": ["types"], "timezone": "UTC"},
-        },
-        "sinks": {"lake": {
-            "type": "lake", "inputs": ["dates"], "project_id": 1, "compression": "snappy",
-            "store": {"type": "local", "path": os.path.join(dirpath, "lake")},
-            "catalog": {"type": "local", "path": os.path.join(dirpath, "catalog.sqlite"), "database": "bench"},
-            "roll": {"max_age": "10m"},
-        }},
-    }
-    p = os.path.join(dirpath, "t.yaml")
-    with open(p, "w") as f:
-        json.dump(t, f)
-    return p
 
 
 def main():
@@ -78,7 +56,7 @@ def main():
         def run(src, tag):
             d = os.path.join(work, tag)
             os.makedirs(d)
-            r = measure([a.sluice, "run", topology(d, src), "--no-progress"])
+            r = measure([a.sluice, "run", topology(d, src, schema="monoschema"), "--no-progress"])
             shutil.rmtree(d)
             return r
 

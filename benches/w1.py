@@ -68,7 +68,9 @@ def measure(cmd, **kw):
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
-def topology(dirpath, src, workers=0):
+def topology(dirpath, src, workers=0, schema=None):
+    """W1's topology over `src`, its lake and catalog in `dirpath`; `schema` sets type-infer's
+    (monoschema or multischema) when given."""
     t = {
         "sources": {"events": {"type": "file", "path": src}},
         "operators": {
@@ -85,6 +87,8 @@ def topology(dirpath, src, workers=0):
         }},
         "runtime": {"workers": workers},
     }
+    if schema:
+        t["operators"]["types"]["schema"] = schema
     p = os.path.join(dirpath, "t.yaml")
     with open(p, "w") as f:
         json.dump(t, f)

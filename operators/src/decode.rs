@@ -513,7 +513,8 @@ impl Operator for MixpanelDecoder {
         let raw = std::mem::take(&mut batch.raw);
         let mut ev = std::mem::take(&mut batch.events);
         if ev.is_empty() {
-            // Room for as many properties per line, and bytes of ids, as the last batch had.
+            // Room for as many properties and bytes of ids per line, and fragments, as the last
+            // batch had.
             ev = Events::default();
             let lines = raw.lines.len();
             let (props, frags, ids) = self.room;

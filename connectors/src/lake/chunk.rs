@@ -105,15 +105,9 @@ pub fn encode(
             column.rows.len()
         )));
     }
-    // Checked without a branch per value (the compiler makes it a vector loop): an early
-    // exit at each pair made this check 1% of W1.
-    let rows_after = column.rows.get(1..).unwrap_or(&[]);
-    let ordered = column
-        .rows
-        .iter()
-        .zip(rows_after)
-        .fold(true, |ok, (a, b)| ok & (a < b));
-    if !ordered {
+    // The standard check goes through a slice in chunks without a branch per pair (a
+    // `find` with an exit at each pair made this check 1% of W1).
+    if !column.rows.is_sorted_by(|a, b| a < b) {
         let w = column
             .rows
             .windows(2)

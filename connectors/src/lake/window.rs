@@ -677,14 +677,6 @@ impl Window {
                 overflow = Some(c.ordinal as usize);
                 continue;
             }
-            if f.rows.is_empty() {
-                continue;
-            }
-            if let Pick::All = pick {
-                let col = self.col(c.ordinal as usize, def)?;
-                bytes += col.extend(f, 0, f.rows.len(), deltas[0])?;
-                continue;
-            }
             // The window's column is reached (and made) only when some of its runs have
             // values of the fragment: a batch spread over several windows has most of its
             // sparse fragments in one of them.
