@@ -395,14 +395,14 @@ impl Events {
 
     /// Appends a value of the event being built to fragment `frag` (which must be of text
     /// class); `nested` marks compact JSON text of an array or object.
-    #[inline]
+    #[inline(always)]
     pub fn push_text(&mut self, frag: u32, s: &str, nested: bool) {
         self.push_text_with(frag, nested, |b| b.push_str(s));
     }
 
     /// Like [`Events::push_text`], with the text written by `write` at the end of the
     /// fragment's bytes (unescaping, compacting).
-    #[inline]
+    #[inline(always)]
     pub fn push_text_with(&mut self, frag: u32, nested: bool, write: impl FnOnce(&mut String)) {
         let row = self.next_row();
         let f = &mut self.props[frag as usize];
@@ -417,7 +417,7 @@ impl Events {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push_num(&mut self, frag: u32, x: f64) {
         let row = self.next_row();
         let f = &mut self.props[frag as usize];
@@ -429,7 +429,7 @@ impl Events {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push_bool(&mut self, frag: u32, b: bool) {
         let row = self.next_row();
         let f = &mut self.props[frag as usize];

@@ -67,6 +67,23 @@ fn string_stop(b: &[u8], mut i: usize) -> usize {
     b.len()
 }
 
+/// Whether the eight bytes of `w` are all ASCII digits: each byte's high half is 3, and so
+/// it stays when 6 is added (a byte above `9` carries into it).
+#[inline(always)]
+fn eight_digits(w: u64) -> bool {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    (w & HIGH) | ((w.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4) == 0x3333_3333_3333_3333
+}
+
+/// The number eight ASCII digits spell (the first byte, lowest in `w`, the most
+/// significant): pairs, then fours, then the eight combined by three multiplications.
+#[inline(always)]
+fn eight_digits_value(w: u64) -> u64 {
+    let w = (w & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(10 * 256 + 1) >> 8;
+    let w = (w & 0x00FF_00FF_00FF_00FF).wrapping_mul(100 * 65536 + 1) >> 16;
+    (w & 0x0000_FFFF_0000_FFFF).wrapping_mul(10000 * (1 << 32) + 1) >> 32
+}
+
 fn hex4(b: &[u8]) -> Option<u32> {
     let mut v = 0;
     for &c in b.get(..4)? {
@@ -96,9 +113,17 @@ impl<'a> Scanner<'a> {
         self.b.get(self.i).copied()
     }
 
-    /// Skips whitespace; whether there was any.
+    /// Skips whitespace; whether there was any. Lines written by programs mostly have none
+    /// between tokens: one byte looked at.
     #[inline(always)]
     fn ws(&mut self) -> bool {
+        match self.b.get(self.i) {
+            Some(&c) if c > b' ' => false,
+            _ => self.ws_run(),
+        }
+    }
+
+    fn ws_run(&mut self) -> bool {
         let start = self.i;
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.i += 1;
@@ -197,50 +222,65 @@ impl<'a> Scanner<'a> {
     /// A number at `self.i`: its value as a double, and whether it is written as an integer.
     #[inline(always)]
     fn number(&mut self) -> Scan<(f64, bool)> {
+        // The place is kept in a local (in a register) and written back once.
+        let b = self.b;
         let start = self.i;
-        let neg = self.peek() == Some(b'-');
+        let mut i = start;
+        let neg = b.get(i) == Some(&b'-');
         if neg {
-            self.i += 1;
+            i += 1;
         }
-        let digits = self.i;
+        let digits = i;
         let mut v: u64 = 0;
-        match self.peek() {
-            Some(b'0') => self.i += 1,
+        match b.get(i) {
+            Some(b'0') => i += 1,
             Some(b'1'..=b'9') => {
-                while let Some(c @ b'0'..=b'9') = self.peek() {
+                // Eight digits a step while there are eight (times in milliseconds have 13).
+                while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+                    let w = u64::from_le_bytes(*w);
+                    if !eight_digits(w) {
+                        break;
+                    }
+                    v = v
+                        .wrapping_mul(100_000_000)
+                        .wrapping_add(eight_digits_value(w));
+                    i += 8;
+                }
+                while let Some(&c @ b'0'..=b'9') = b.get(i) {
                     v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
-                    self.i += 1;
+                    i += 1;
                 }
             }
             _ => return Err(GiveUp),
         }
-        let int_len = self.i - digits;
+        let int_len = i - digits;
         let mut integer = true;
-        if self.peek() == Some(b'.') {
+        if b.get(i) == Some(&b'.') {
             integer = false;
-            self.i += 1;
-            let f = self.i;
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.i += 1;
+            i += 1;
+            let f = i;
+            while let Some(b'0'..=b'9') = b.get(i) {
+                i += 1;
             }
-            if self.i == f {
+            if i == f {
                 return Err(GiveUp);
             }
         }
-        if let Some(b'e' | b'E') = self.peek() {
+        if let Some(b'e' | b'E') = b.get(i) {
             integer = false;
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
             }
-            let e = self.i;
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.i += 1;
+            let e = i;
+            while let Some(b'0'..=b'9') = b.get(i) {
+                i += 1;
             }
-            if self.i == e {
+            if i == e {
                 return Err(GiveUp);
             }
         }
+        self.i = i;
         if integer && int_len <= 18 {
             // Exact in an i64: converted as sonic-rs converts its integers.
             let x = v as i64;
@@ -804,6 +844,53 @@ mod tests {
         let mut out = String::new();
         s.nested_text(0, compact, &mut out).unwrap();
         assert_eq!(out, r#"{"a b":[1,"x \" y",{"c":null}]}"#);
+    }
+
+    #[test]
+    fn numbers_read_eight_digits_a_step_as_one_at_a_time() {
+        let w = |t: &[u8; 8]| u64::from_le_bytes(*t);
+        assert!(eight_digits(w(b"01234567")) && eight_digits(w(b"99999999")));
+        for t in [
+            b"0123456/",
+            b"0123456:",
+            b"a1234567",
+            b"1234567\xff",
+            b"12.45678",
+            b"1234567 ",
+        ] {
+            assert!(!eight_digits(w(t)), "{t:?}");
+        }
+        assert_eq!(eight_digits_value(w(b"01234567")), 1_234_567);
+        assert_eq!(eight_digits_value(w(b"99999999")), 99_999_999);
+        assert_eq!(eight_digits_value(w(b"10000000")), 10_000_000);
+        // Every length from 1 to 18 digits, whole or with a fraction or an exponent after,
+        // at the end of the text or before more.
+        for len in 1..=18 {
+            let digits: String = (0..len)
+                .map(|k| char::from(b'1' + (k * 7 % 9) as u8))
+                .collect();
+            let whole: i64 = digits.parse().unwrap();
+            for (text, want, integer) in [
+                (digits.clone(), whole as f64, true),
+                (format!("-{digits}"), -whole as f64, true),
+                (format!("{digits},\"x\""), whole as f64, true),
+                (
+                    format!("{digits}.25"),
+                    format!("{digits}.25").parse().unwrap(),
+                    false,
+                ),
+                (
+                    format!("{digits}e2"),
+                    format!("{digits}e2").parse().unwrap(),
+                    false,
+                ),
+            ] {
+                let mut s = Scanner::new(&text);
+                assert_eq!(s.number(), Ok((want, integer)), "{text}");
+                let end = text.find(',').unwrap_or(text.len());
+                assert_eq!(s.i, end, "{text}");
+            }
+        }
     }
 
     #[test]
