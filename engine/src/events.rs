@@ -363,18 +363,20 @@ impl Events {
         (self.props.len() - 1) as u32
     }
 
-    /// Like [`Events::add_frag`], with room for `values` values and `bytes` bytes of text
-    /// before it grows.
+    /// Like [`Events::add_frag`], with room for `values` values, `bytes` bytes of text and
+    /// `nested` nested values before it grows.
     pub fn add_frag_with_room(
         &mut self,
         name: NameRef,
         class: TypeClass,
         values: usize,
         bytes: usize,
+        nested: usize,
     ) -> u32 {
         let f = self.add_frag(name, class);
         let frag = &mut self.props[f as usize];
         frag.rows.reserve(values);
+        frag.nested.reserve(nested);
         match &mut frag.values {
             FragValues::Text(t) => {
                 t.ends.reserve(values);

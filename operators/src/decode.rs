@@ -64,6 +64,8 @@ struct Known {
     batch: u32,
     frag: [u32; 3],
     room: [(u32, u32); 3],
+    /// Nested values (arrays, objects) the text fragment had in the last batch.
+    nested_room: u32,
     seen: (u64, u32),
 }
 
@@ -112,6 +114,7 @@ impl Known {
             batch: 0,
             frag: [NO_FRAG; 3],
             room: [(0, 0); 3],
+            nested_room: 0,
             seen: (0, NO_FRAG),
         }
     }
@@ -200,6 +203,9 @@ impl Interner {
             };
             if let Some(k) = self.by_id.get_mut(id as usize) {
                 k.room[c as usize] = (slack(f.len()), slack(bytes));
+                if !f.nested.is_empty() || k.nested_room > 0 {
+                    k.nested_room = slack(f.nested.len());
+                }
             }
         }
     }
@@ -220,7 +226,9 @@ impl Interner {
         };
         if k.frag[c] == NO_FRAG {
             let (values, bytes) = k.room[c];
-            k.frag[c] = ev.add_frag_with_room(k.name, class, values as usize, bytes as usize);
+            let nested = if c == 2 { k.nested_room as usize } else { 0 };
+            k.frag[c] =
+                ev.add_frag_with_room(k.name, class, values as usize, bytes as usize, nested);
             self.keys.push((id, c as u8));
         }
         k.frag[c]

@@ -141,6 +141,50 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Takes `c`, after whitespace if any: the byte is looked at once when there is none.
+    #[inline(always)]
+    fn eat_after_ws(&mut self, c: u8) -> Scan<()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.ws_run();
+            self.eat(c)
+        }
+    }
+
+    /// After a member or element (and any whitespace): a comma (taken: `true`) or `close`
+    /// (taken: `false`).
+    #[inline(always)]
+    fn comma_or(&mut self, close: u8) -> Scan<bool> {
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => self.comma_or_after_ws(close),
+        }
+    }
+
+    fn comma_or_after_ws(&mut self, close: u8) -> Scan<bool> {
+        self.ws_run();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(GiveUp),
+        }
+    }
+
     /// The rest of a string whose opening quote is behind: its content when it has no escape
     /// (`Ok(Some)`), or `Ok(None)` with `self.i` at the opening quote's end, for
     /// [`Scanner::unescape_into`].
@@ -676,8 +720,9 @@ fn properties<'a>(
         s.i += 1;
         return Ok(());
     }
+    // The first key's opening quote (each later one is taken after its comma).
+    s.eat(b'"')?;
     loop {
-        s.eat(b'"')?;
         // The name: the one that followed the last one last time, if the line spells it
         // here, else the key read and looked up.
         let id = match d.interner.predict(&s.b[s.i..]) {
@@ -694,12 +739,7 @@ fn properties<'a>(
                 }
             },
         };
-        if s.peek() == Some(b':') {
-            s.i += 1;
-        } else {
-            s.ws();
-            s.eat(b':')?;
-        }
+        s.eat_after_ws(b':')?;
         s.ws();
         if id == d.time_id {
             *time = Some(match s.peek() {
@@ -740,18 +780,11 @@ fn properties<'a>(
         } else {
             value(d, ev, s, id)?;
         }
-        s.ws();
-        match s.peek() {
-            Some(b',') => {
-                s.i += 1;
-                s.ws();
-            }
-            Some(b'}') => {
-                s.i += 1;
-                return Ok(());
-            }
-            _ => return Err(GiveUp),
+        // Whitespace is looked for only where neither a comma nor the end stands.
+        if !s.comma_or(b'}')? {
+            return Ok(());
         }
+        s.eat_after_ws(b'"')?;
     }
 }
 
