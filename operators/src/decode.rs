@@ -535,7 +535,10 @@ impl Operator for MixpanelDecoder {
             ev = Events::default();
             let lines = raw.lines.len();
             let (props, frags, ids) = self.room;
-            let per_line = |x: usize| x / self.room_lines.max(1) * lines;
+            // Scaled before divided (a whole number per line fell short by the fraction,
+            // and the batch's property order then doubled its way past it), with slack.
+            let per_line =
+                |x: usize| slack(x.saturating_mul(lines) / self.room_lines.max(1)) as usize;
             ev.reserve(lines, per_line(props), frags, per_line(ids));
         }
         self.interner.next_batch();

@@ -126,7 +126,15 @@ pub fn encode(
         _ => None,
     };
 
-    let mut out = TrackedWrite::new(Vec::new());
+    // Room for the chunk as written uncompressed (Snappy seldom writes more): grown by
+    // doubling, the chunk was copied whole a dozen times (untouched room costs no memory).
+    let levels = rows.div_ceil(8) + 64;
+    let room = match (&values, &dict) {
+        (Some(_), Some(d)) => d.bytes + n * d.bit_width as usize / 8 + 8 + levels,
+        (Some(v), None) => v.plain_size(0..n) + levels,
+        (None, _) => levels,
+    };
+    let mut out = TrackedWrite::new(Vec::with_capacity(room + room / 8));
     let mut pages = SerializedPageWriter::new(&mut out);
     let write = |pages: &mut SerializedPageWriter<'_, _>, page: CompressedPage| {
         pages
