@@ -75,6 +75,13 @@ const KEY_BYTES: usize = 8 * KEY_WORDS;
 
 const NO_NEXT: u32 = u32::MAX;
 
+/// Room for a batch of `lines` lines, from `x` in the last batch of `last_lines` lines, with
+/// [`slack`]. Scaled before divided: a whole number per line fell short by the fraction, and
+/// the batch's property order then doubled its way past it, every batch.
+fn scaled_room(x: usize, last_lines: usize, lines: usize) -> usize {
+    slack(x.saturating_mul(lines) / last_lines.max(1)) as usize
+}
+
 /// The room a fragment gets from its size in the last batch: an eighth more, since batches
 /// vary (with the exact size, every batch a little fuller than the last copied half its
 /// fragments' buffers whole as they doubled).
@@ -535,10 +542,7 @@ impl Operator for MixpanelDecoder {
             ev = Events::default();
             let lines = raw.lines.len();
             let (props, frags, ids) = self.room;
-            // Scaled before divided (a whole number per line fell short by the fraction,
-            // and the batch's property order then doubled its way past it), with slack.
-            let per_line =
-                |x: usize| slack(x.saturating_mul(lines) / self.room_lines.max(1)) as usize;
+            let per_line = |x: usize| scaled_room(x, self.room_lines, lines);
             ev.reserve(lines, per_line(props), frags, per_line(ids));
         }
         self.interner.next_batch();
@@ -698,6 +702,24 @@ mod tests {
         };
         d.process(&mut b).unwrap();
         d.fallbacks
+    }
+
+    #[test]
+    fn a_batch_gets_at_least_the_room_the_last_one_needed_per_line() {
+        // 25.9 properties per line last time: 1,000 lines need 25,900, not 25 x 1,000.
+        assert!(scaled_room(26_522, 1_024, 1_000) >= 25_900);
+        for (x, last, lines) in [(0, 0, 10), (7, 3, 3), (1_000_003, 1_024, 2_048), (5, 1, 0)] {
+            let room = scaled_room(x, last, lines);
+            assert!(
+                room * last.max(1) >= x * lines,
+                "{x} {last} {lines}: {room}"
+            );
+            // An eighth more, and a few: never a multiple of what was needed.
+            assert!(
+                room <= x * lines / last.max(1) * 9 / 8 + 8,
+                "{x} {last} {lines}: {room}"
+            );
+        }
     }
 
     #[test]
