@@ -84,6 +84,39 @@ fn eight_digits_value(w: u64) -> u64 {
     (w & 0x0000_FFFF_0000_FFFF).wrapping_mul(10000 * (1 << 32) + 1) >> 32
 }
 
+/// Where a number's fraction and exponent end (either may be absent), from `i` just after
+/// its integer digits, with their grammar checked; and whether each was there.
+#[inline(always)]
+fn fraction_and_exponent(b: &[u8], mut i: usize) -> Scan<(usize, bool, bool)> {
+    let fraction = b.get(i) == Some(&b'.');
+    if fraction {
+        i = some_digits(b, i + 1)?;
+    }
+    let exponent = matches!(b.get(i), Some(b'e' | b'E'));
+    if exponent {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        i = some_digits(b, i)?;
+    }
+    Ok((i, fraction, exponent))
+}
+
+/// The end of the digits at `i`, of which there must be one at least.
+#[inline(always)]
+fn some_digits(b: &[u8], from: usize) -> Scan<usize> {
+    let mut i = from;
+    while let Some(b'0'..=b'9') = b.get(i) {
+        i += 1;
+    }
+    if i == from {
+        Err(GiveUp)
+    } else {
+        Ok(i)
+    }
+}
+
 fn hex4(b: &[u8]) -> Option<u32> {
     let mut v = 0;
     for &c in b.get(..4)? {
@@ -144,45 +177,37 @@ impl<'a> Scanner<'a> {
     /// Takes `c`, after whitespace if any: the byte is looked at once when there is none.
     #[inline(always)]
     fn eat_after_ws(&mut self, c: u8) -> Scan<()> {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            Ok(())
-        } else {
+        self.eat(c).or_else(|_| {
             self.ws_run();
             self.eat(c)
-        }
+        })
     }
 
     /// After a member or element (and any whitespace): a comma (taken: `true`) or `close`
     /// (taken: `false`).
     #[inline(always)]
     fn comma_or(&mut self, close: u8) -> Scan<bool> {
-        match self.peek() {
-            Some(b',') => {
-                self.i += 1;
-                Ok(true)
-            }
-            Some(c) if c == close => {
-                self.i += 1;
-                Ok(false)
-            }
-            _ => self.comma_or_after_ws(close),
+        match self.take_comma_or(close) {
+            Some(comma) => Ok(comma),
+            None => self.comma_or_after_ws(close),
         }
     }
 
     fn comma_or_after_ws(&mut self, close: u8) -> Scan<bool> {
         self.ws_run();
-        match self.peek() {
-            Some(b',') => {
-                self.i += 1;
-                Ok(true)
-            }
-            Some(c) if c == close => {
-                self.i += 1;
-                Ok(false)
-            }
-            _ => Err(GiveUp),
-        }
+        self.take_comma_or(close).ok_or(GiveUp)
+    }
+
+    /// A comma (taken: `Some(true)`) or `close` (taken: `Some(false)`) right here.
+    #[inline(always)]
+    fn take_comma_or(&mut self, close: u8) -> Option<bool> {
+        let comma = match self.peek() {
+            Some(b',') => true,
+            Some(c) if c == close => false,
+            _ => return None,
+        };
+        self.i += 1;
+        Some(comma)
     }
 
     /// The rest of a string whose opening quote is behind: its content when it has no escape
@@ -298,32 +323,9 @@ impl<'a> Scanner<'a> {
             _ => return Err(GiveUp),
         }
         let int_len = i - digits;
-        let mut integer = true;
-        if b.get(i) == Some(&b'.') {
-            integer = false;
-            i += 1;
-            let f = i;
-            while let Some(b'0'..=b'9') = b.get(i) {
-                i += 1;
-            }
-            if i == f {
-                return Err(GiveUp);
-            }
-        }
-        if let Some(b'e' | b'E') = b.get(i) {
-            integer = false;
-            i += 1;
-            if let Some(b'+' | b'-') = b.get(i) {
-                i += 1;
-            }
-            let e = i;
-            while let Some(b'0'..=b'9') = b.get(i) {
-                i += 1;
-            }
-            if i == e {
-                return Err(GiveUp);
-            }
-        }
+        let (end, fraction, exponent) = fraction_and_exponent(b, i)?;
+        let integer = !fraction && !exponent;
+        let i = end;
         self.i = i;
         if integer && int_len <= 18 {
             // Exact in an i64: converted as sonic-rs converts its integers.
@@ -370,30 +372,8 @@ impl<'a> Scanner<'a> {
             }
             _ => return Err(GiveUp),
         }
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let f = i;
-            while let Some(b'0'..=b'9') = b.get(i) {
-                i += 1;
-            }
-            if i == f {
-                return Err(GiveUp);
-            }
-        }
-        let exponent = matches!(b.get(i), Some(b'e' | b'E'));
-        if exponent {
-            i += 1;
-            if let Some(b'+' | b'-') = b.get(i) {
-                i += 1;
-            }
-            let e = i;
-            while let Some(b'0'..=b'9') = b.get(i) {
-                i += 1;
-            }
-            if i == e {
-                return Err(GiveUp);
-            }
-        }
+        let (end, _, exponent) = fraction_and_exponent(b, i)?;
+        let i = end;
         // A number past f64's range is refused by the document reader: let it say so.
         if exponent || i - self.i > 300 {
             let finite = std::str::from_utf8(&b[self.i..i])
