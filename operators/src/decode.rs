@@ -57,14 +57,15 @@ pub struct Interner {
 struct Known {
     name: NameRef,
     next: u32,
-    /// The words `key` fills (0 when `len` is), and the bytes of the last one that count.
+    /// The words `key` fills (0 for a name that cannot be compared so), and a mask of the
+    /// bytes of the last one that count.
     words: u8,
     last_mask: u64,
     key: [u64; KEY_WORDS],
     batch: u32,
     frag: [u32; 3],
     room: [(u32, u32); 3],
-    /// Nested values (arrays, objects) the text fragment had in the last batch.
+    /// Room for nested values (arrays, objects), from the text fragment of the last batch.
     nested_room: u32,
     seen: (u64, u32),
 }
@@ -74,6 +75,10 @@ const KEY_WORDS: usize = 4;
 const KEY_BYTES: usize = 8 * KEY_WORDS;
 
 const NO_NEXT: u32 = u32::MAX;
+
+/// The slot of text (strings and nested values) in a [`Known`]'s per-class arrays (numbers
+/// are 0, booleans 1).
+const TEXT_SLOT: usize = 2;
 
 /// Room for a batch of `lines` lines, from `x` in the last batch of `last_lines` lines, with
 /// [`slack`]. Scaled before divided: a whole number per line fell short by the fraction, and
@@ -210,8 +215,13 @@ impl Interner {
             };
             if let Some(k) = self.by_id.get_mut(id as usize) {
                 k.room[c as usize] = (slack(f.len()), slack(bytes));
-                if !f.nested.is_empty() || k.nested_room > 0 {
-                    k.nested_room = slack(f.nested.len());
+                // Only text holds nested values (a number fragment of the same name must not
+                // wipe them out).
+                if c as usize == TEXT_SLOT {
+                    k.nested_room = match f.nested.len() {
+                        0 => 0,
+                        n => slack(n),
+                    };
                 }
             }
         }
@@ -229,11 +239,15 @@ impl Interner {
         let c = match class {
             TypeClass::Number => 0,
             TypeClass::Boolean => 1,
-            _ => 2,
+            _ => TEXT_SLOT,
         };
         if k.frag[c] == NO_FRAG {
             let (values, bytes) = k.room[c];
-            let nested = if c == 2 { k.nested_room as usize } else { 0 };
+            let nested = if c == TEXT_SLOT {
+                k.nested_room as usize
+            } else {
+                0
+            };
             k.frag[c] =
                 ev.add_frag_with_room(k.name, class, values as usize, bytes as usize, nested);
             self.keys.push((id, c as u8));
@@ -702,6 +716,42 @@ mod tests {
         };
         d.process(&mut b).unwrap();
         d.fallbacks
+    }
+
+    #[test]
+    fn a_text_fragment_keeps_room_for_its_nested_values_beside_a_number_fragment() {
+        // Name `a` has nested values (text) and numbers in each batch: the number fragment,
+        // noted after the text one, must not take the text fragment's nested room away.
+        let lines: Vec<String> = (0..40)
+            .map(|i| {
+                let a = if i % 4 == 3 {
+                    "7".to_string()
+                } else {
+                    format!("[{i}]")
+                };
+                format!(r#"{{"event":"e","properties":{{"time":1,"a":{a}}}}}"#)
+            })
+            .collect();
+        let mut d = MixpanelDecoder::default();
+        for batch in 0..2 {
+            let mut b = Batch {
+                raw: RawLines::from_lines(&lines),
+                ..Default::default()
+            };
+            d.process(&mut b).unwrap();
+            let text = b
+                .events
+                .props
+                .iter()
+                .find(|f| f.name.raw() == "a" && f.class() == TypeClass::String)
+                .unwrap();
+            assert_eq!(text.nested.len(), 30);
+            if batch == 1 {
+                // The room the last batch noted (grown from less, it would stop at 32).
+                let room = slack(30) as usize;
+                assert!(text.nested.capacity() >= room, "{}", text.nested.capacity());
+            }
+        }
     }
 
     #[test]

@@ -325,8 +325,7 @@ impl<'a> Scanner<'a> {
         let int_len = i - digits;
         let (end, fraction, exponent) = fraction_and_exponent(b, i)?;
         let integer = !fraction && !exponent;
-        let i = end;
-        self.i = i;
+        self.i = end;
         if integer && int_len <= 18 {
             // Exact in an i64: converted as sonic-rs converts its integers.
             let x = v as i64;
@@ -372,8 +371,7 @@ impl<'a> Scanner<'a> {
             }
             _ => return Err(GiveUp),
         }
-        let (end, _, exponent) = fraction_and_exponent(b, i)?;
-        let i = end;
+        let (i, _, exponent) = fraction_and_exponent(b, i)?;
         // A number past f64's range is refused by the document reader: let it say so.
         if exponent || i - self.i > 300 {
             let finite = std::str::from_utf8(&b[self.i..i])
