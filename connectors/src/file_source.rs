@@ -329,6 +329,13 @@ fn read_lines(
             }
             break;
         }
+        if skipped > 0 && raw.lines.is_empty() {
+            // Every line so far was committed before: dropped now, not held until a batch
+            // fills (resuming far into a large file held all it skipped in memory).
+            raw.buf.drain(..skipped);
+            (line, searched) = (line - skipped, searched - skipped);
+            skipped = 0;
+        }
         let want = (max_lines - raw.lines.len())
             .saturating_mul(line_bytes)
             .saturating_add(4096)
@@ -522,5 +529,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Resuming far into a file: the lines committed before are read and dropped as reading
+    /// goes on, so a batch never holds more than a read's worth of them.
+    #[test]
+    fn lines_committed_before_are_dropped_as_they_are_read() {
+        let lines = 20_000u64;
+        let text: Vec<u8> = (0..lines)
+            .flat_map(|i| format!("{{\"n\":{i},\"pad\":\"{:>80}\"}}\n", "").into_bytes())
+            .collect();
+        let start = lines - 3;
+        let mut cur = Open {
+            reader: BufReader::with_capacity(0, Box::new(std::io::Cursor::new(text.clone()))),
+            carry: Vec::new(),
+            live: false,
+            partition: 0,
+            start,
+            next: 0,
+            label: "test".into(),
+        };
+        let mut raw = RawLines::default();
+        let (eof, n) = read_lines(&mut cur, &mut raw, 1024, 100).unwrap();
+        assert!(eof);
+        assert_eq!(n, text.len() as u64);
+        let got: Vec<u64> = raw.lines.iter().map(|l| l.0).collect();
+        assert_eq!(got, [start, start + 1, start + 2]);
+        let first = &raw.buf[raw.lines[0].1 as usize..raw.lines[0].2 as usize];
+        assert!(first.starts_with(format!("{{\"n\":{start},").as_bytes()));
+        // 1.9 MB of text skipped; a read is at most READ_BYTES.
+        assert!(text.len() > 3 * READ_BYTES / 2);
+        assert!(
+            raw.buf.capacity() <= READ_BYTES + (64 << 10),
+            "{} bytes held",
+            raw.buf.capacity()
+        );
     }
 }
