@@ -475,13 +475,14 @@ impl<'a> Vals<'a> {
                 let (bytes, ends) = (*bytes, *ends);
                 let first = Self::str_at(bytes, ends, range.start);
                 let (mut min, mut max) = (first, first);
-                let (mut min_key, mut max_key) = (prefix(first), prefix(first));
                 let mut start = str_start(ends, range.start);
+                let first_key = prefix(bytes, start, first.len());
+                let (mut min_key, mut max_key) = (first_key, first_key);
                 for &e in &ends[range] {
                     let v = &bytes[start..e as usize];
-                    start = e as usize;
                     // The first eight bytes decide, unless they tie.
-                    let k = prefix(v);
+                    let k = prefix(bytes, start, v.len());
+                    start = e as usize;
                     if k < min_key || (k == min_key && v < min) {
                         min = v;
                         min_key = k;
@@ -509,13 +510,12 @@ impl<'a> Vals<'a> {
     }
 }
 
-/// The first eight bytes of `v`, zero-padded, as a number that orders as the bytes do.
+/// The first eight bytes of the `len` bytes of `b` at `at`, zero-padded, as a number that
+/// orders as the bytes do: [`word`] (one load, not a copy of up to eight bytes, which was a
+/// call to `memcpy` per value) with its bytes turned around.
 #[inline(always)]
-fn prefix(v: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = v.len().min(8);
-    b[..n].copy_from_slice(&v[..n]);
-    u64::from_be_bytes(b)
+fn prefix(b: &[u8], at: usize, len: usize) -> u64 {
+    word(b, at, len).swap_bytes()
 }
 
 fn f64_bound(xs: impl Iterator<Item = f64>) -> Bound<'static> {
@@ -992,6 +992,19 @@ fn hybrid(out: &mut Vec<u8>, vals: &[u32], width: u8) {
     let (mut pend_start, mut pend_len) = (0usize, 0usize);
     let mut i = 0;
     while i < n {
+        // No run of eight starts at `i` unless `vals[i + 7]` equals `vals[i]`, nor at
+        // `i + 1..=i + 7` unless it equals `vals[i + 8]` (such a run covers both): when it
+        // equals neither, the eight values join what is pending at once, not one by one.
+        if let Some(&[first, .., seventh, eighth]) = vals.get(i..i + 9) {
+            if seventh != first && seventh != eighth {
+                if pend_len == 0 {
+                    pend_start = i;
+                }
+                pend_len += 8;
+                i += 8;
+                continue;
+            }
+        }
         let v = vals[i];
         let mut j = i + 1;
         while j < n && vals[j] == v {
@@ -1035,12 +1048,57 @@ fn bit_packed(out: &mut Vec<u8>, vals: &[u32], width: u8) {
     if width == 0 {
         return;
     }
+    let w = width as usize;
+    out.reserve(groups * w);
+    let (whole, rest) = vals.as_chunks::<8>();
+    if w <= 16 {
+        // A group of eight takes `w` bytes, at most sixteen: built in one number and
+        // written at once, rather than a byte at a time as the bits fill up.
+        for group in whole {
+            out.extend_from_slice(&pack(group, w).to_le_bytes()[..w]);
+        }
+    } else {
+        for group in whole {
+            pack_wide(out, group, w);
+        }
+    }
+    if !rest.is_empty() {
+        let mut last = [0u32; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        if w <= 16 {
+            out.extend_from_slice(&pack(&last, w).to_le_bytes()[..w]);
+        } else {
+            pack_wide(out, &last, w);
+        }
+    }
+}
+
+/// Eight values of at most `w` (≤ 16) bits each, packed from the lowest bit up (in a
+/// 64-bit number when they fit one: 128-bit shifts take several instructions each).
+#[inline(always)]
+fn pack(group: &[u32; 8], w: usize) -> u128 {
+    if w <= 8 {
+        let lo = group
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (k, &v)| acc | (u64::from(v) << (k * w)));
+        return u128::from(lo);
+    }
+    let half = |g: &[u32]| {
+        g.iter()
+            .enumerate()
+            .fold(0u64, |acc, (k, &v)| acc | (u64::from(v) << (k * w)))
+    };
+    u128::from(half(&group[..4])) | (u128::from(half(&group[4..])) << (4 * w))
+}
+
+/// Eight values of more than sixteen bits each, a byte at a time.
+fn pack_wide(out: &mut Vec<u8>, group: &[u32; 8], w: usize) {
     let mut acc: u64 = 0;
-    let mut bits = 0u32;
-    for k in 0..groups * 8 {
-        let v = vals.get(k).copied().unwrap_or(0) as u64;
-        acc |= v << bits;
-        bits += width as u32;
+    let mut bits = 0usize;
+    for &v in group {
+        acc |= u64::from(v) << bits;
+        bits += w;
         while bits >= 8 {
             out.push(acc as u8);
             acc >>= 8;
@@ -1290,9 +1348,44 @@ mod tests {
         out
     }
 
+    /// [`hybrid`] as it was before it skipped eight values at a time: each run measured.
+    fn hybrid_one_by_one(out: &mut Vec<u8>, vals: &[u32], width: u8) {
+        let n = vals.len();
+        let (mut pend_start, mut pend_len) = (0usize, 0usize);
+        let mut i = 0;
+        while i < n {
+            let v = vals[i];
+            let mut j = i + 1;
+            while j < n && vals[j] == v {
+                j += 1;
+            }
+            let run_len = j - i;
+            if pend_len == 0 {
+                pend_start = i;
+            }
+            if run_len >= 8 {
+                let fill = (8 - pend_len % 8) % 8;
+                pend_len += fill;
+                bit_packed(out, &vals[pend_start..pend_start + pend_len], width);
+                let rest = run_len - fill;
+                if rest >= 8 {
+                    rle(out, rest, v, width);
+                    pend_len = 0;
+                } else {
+                    pend_start = i + fill;
+                    pend_len = rest;
+                }
+            } else {
+                pend_len += run_len;
+            }
+            i = j;
+        }
+        bit_packed(out, &vals[pend_start..pend_start + pend_len], width);
+    }
+
     #[test]
     fn the_hybrid_reads_back_whatever_the_runs() {
-        let cases: Vec<Vec<u32>> = vec![
+        let mut cases: Vec<Vec<u32>> = vec![
             vec![],
             vec![3],
             vec![1, 2, 3, 4, 5, 6, 7],
@@ -1307,14 +1400,40 @@ mod tests {
             .concat(),
             (0..1000).map(|i| (i * 7919 % 13) as u32).collect(),
             (0..1000).map(|i| (i / 37) as u32).collect(),
+            // Wider than sixteen bits, and every count of values in a last group.
+            (0..1003)
+                .map(|i| (i * 104_729 % (1 << 20)) as u32)
+                .collect(),
+            (0..13).map(|i| u32::MAX - i).collect(),
         ];
+        // Runs of every length from 1 to 19 starting anywhere, of few values and of many.
+        let mut x = 12345u64;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        for alphabet in [2, 3, 5, 1000] {
+            let mut vals = Vec::new();
+            while vals.len() < 3000 {
+                let (v, len) = (next(alphabet) as u32, 1 + next(19) as usize);
+                vals.extend(std::iter::repeat_n(v, len));
+            }
+            cases.push(vals);
+        }
         for vals in cases {
             let max = vals.iter().copied().max().unwrap_or(0);
             let w = (32 - max.leading_zeros()) as u8;
-            for w in [w, w + 3] {
+            for w in [w, (w + 3).min(32), w.max(16), w.max(17), 32] {
                 let mut out = Vec::new();
                 hybrid(&mut out, &vals, w);
                 assert_eq!(unhybrid(&out, w, vals.len()), vals, "width {w}");
+                // Runs found eight values a step where they cannot start are the runs found
+                // value by value: the same bytes.
+                let mut slow = Vec::new();
+                hybrid_one_by_one(&mut slow, &vals, w);
+                assert_eq!(out, slow, "width {w}");
             }
         }
         // One entry: width 0, nothing but headers.
@@ -1368,6 +1487,51 @@ mod tests {
             match d.bound(&v, &d.idx[from..to], &mut seen) {
                 Bound::Str(lo, hi) => {
                     assert_eq!((lo, hi), (min.as_bytes(), max.as_bytes()), "{from}..{to}")
+                }
+                b => panic!("{from}..{to}: {b:?}"),
+            }
+        }
+    }
+
+    /// Plain strings' bounds, compared by their first eight bytes as a number and the rest
+    /// on a tie, agree with comparing the bytes, for values short and long, empty, sharing
+    /// their first eight bytes, above 0x7F, and last in the buffer (no eight bytes after).
+    #[test]
+    fn plain_string_bounds_order_as_bytes_do() {
+        let mut vals: Vec<Vec<u8>> = ["", "a", "a\0", "abcdefgh", "abcdefgh\0", "abcdefghi"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        vals.extend([b"\xff".to_vec(), b"\x7f\xff".to_vec(), b"\x80".to_vec()]);
+        vals.extend((0..200).map(|i| format!("user-{}", (i * 7919) % 1000).into_bytes()));
+        vals.extend((0..40).map(|i| "é".repeat(i % 11).into_bytes()));
+        vals.push(b"zz".to_vec());
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for v in &vals {
+            bytes.extend_from_slice(v);
+            ends.push(bytes.len() as i32);
+        }
+        let v = Vals::Str {
+            bytes: &bytes,
+            ends: &ends,
+        };
+        let n = vals.len();
+        for (from, to) in [
+            (0, n),
+            (0, 1),
+            (1, 6),
+            (3, 9),
+            (6, 9),
+            (9, 209),
+            (200, n),
+            (n - 1, n),
+        ] {
+            let part = &vals[from..to];
+            let (min, max) = (part.iter().min().unwrap(), part.iter().max().unwrap());
+            match v.bound(from..to) {
+                Bound::Str(lo, hi) => {
+                    assert_eq!((lo, hi), (&min[..], &max[..]), "{from}..{to}")
                 }
                 b => panic!("{from}..{to}: {b:?}"),
             }
