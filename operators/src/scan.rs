@@ -67,6 +67,33 @@ fn string_stop(b: &[u8], mut i: usize) -> usize {
     b.len()
 }
 
+/// Where the ASCII digits from `i` end: eight bytes a step (a fraction's digits, a time in
+/// milliseconds), then one at a time.
+#[inline(always)]
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..).and_then(|s| s.first_chunk::<8>()) {
+        let m = not_digits(u64::from_le_bytes(*chunk));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(b'0'..=b'9') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Per byte of `w`, nonzero where it is not an ASCII digit: a digit is `0x3_` with a low half
+/// below ten, which adding 6 leaves below 0x10. No addition carries out of its byte, so every
+/// byte is told exactly.
+#[inline(always)]
+fn not_digits(w: u64) -> u64 {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    let t = w ^ 0x3030_3030_3030_3030;
+    (t | ((t & 0x0F0F_0F0F_0F0F_0F0F) + 0x0606_0606_0606_0606)) & HIGH
+}
+
 /// Whether the eight bytes of `w` are all ASCII digits: each byte's high half is 3, and so
 /// it stays when 6 is added (a byte above `9` carries into it).
 #[inline(always)]
@@ -106,10 +133,7 @@ fn fraction_and_exponent(b: &[u8], mut i: usize) -> Scan<(usize, bool, bool)> {
 /// The end of the digits at `i`, of which there must be one at least.
 #[inline(always)]
 fn some_digits(b: &[u8], from: usize) -> Scan<usize> {
-    let mut i = from;
-    while let Some(b'0'..=b'9') = b.get(i) {
-        i += 1;
-    }
+    let i = digits_end(b, from);
     if i == from {
         Err(GiveUp)
     } else {
@@ -384,11 +408,7 @@ impl<'a> Scanner<'a> {
         }
         match b.get(i) {
             Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                while let Some(b'0'..=b'9') = b.get(i) {
-                    i += 1;
-                }
-            }
+            Some(b'1'..=b'9') => i = digits_end(b, i),
             _ => return Err(GiveUp),
         }
         let (i, _, exponent) = fraction_and_exponent(b, i)?;
@@ -875,6 +895,36 @@ mod tests {
         let mut out = String::new();
         s.nested_text(0, compact, &mut out).unwrap();
         assert_eq!(out, r#"{"a b":[1,"x \" y",{"c":null}]}"#);
+    }
+
+    #[test]
+    fn digit_runs_end_where_the_first_other_byte_stands() {
+        let one_at_a_time = |b: &[u8], mut i: usize| {
+            while let Some(b'0'..=b'9') = b.get(i) {
+                i += 1;
+            }
+            i
+        };
+        // Every byte after runs of every length, at every place in and past a word.
+        for len in 0..20 {
+            for other in (0..=255u8).filter(|c| !c.is_ascii_digit()) {
+                for pad in [0, 1, 7, 12] {
+                    let mut b: Vec<u8> = vec![b'x'; pad];
+                    b.extend((0..len).map(|k| b'0' + (k * 7 % 10) as u8));
+                    b.push(other);
+                    b.extend_from_slice(b"123");
+                    assert_eq!(
+                        digits_end(&b, pad),
+                        pad + len,
+                        "{len} digits, then {other:#x}"
+                    );
+                    assert_eq!(digits_end(&b, pad), one_at_a_time(&b, pad));
+                }
+            }
+            // Digits to the end of the text.
+            let b: Vec<u8> = (0..len).map(|k| b'9' - (k % 10) as u8).collect();
+            assert_eq!(digits_end(&b, 0), len);
+        }
     }
 
     #[test]
