@@ -464,6 +464,19 @@ mod tests {
         }
     }
 
+    /// A file (not a stream) read from `reader`, resuming at line `start`.
+    fn test_file(reader: Box<dyn Read + Send>, start: u64) -> Open {
+        Open {
+            reader: BufReader::with_capacity(0, reader),
+            carry: Vec::new(),
+            live: false,
+            partition: 0,
+            start,
+            next: 0,
+            label: "test".into(),
+        }
+    }
+
     /// A reader that hands out at most `step` bytes a call, as a pipe or a decoder may.
     struct Trickle<'a> {
         rest: &'a [u8],
@@ -488,18 +501,7 @@ mod tests {
             for max_lines in [1, 2, 4, 100] {
                 for start in [0u64, 1, 3, 6, 7] {
                     for line_bytes in [1, 16, 1024] {
-                        let mut cur = Open {
-                            reader: BufReader::with_capacity(
-                                0,
-                                Box::new(Trickle { rest: text, step }),
-                            ),
-                            carry: Vec::new(),
-                            live: false,
-                            partition: 0,
-                            start,
-                            next: 0,
-                            label: "test".into(),
-                        };
+                        let mut cur = test_file(Box::new(Trickle { rest: text, step }), start);
                         let mut got: Vec<(u64, Vec<u8>)> = Vec::new();
                         let mut read = 0u64;
                         for _ in 0..100 {
@@ -540,15 +542,7 @@ mod tests {
             .flat_map(|i| format!("{{\"n\":{i},\"pad\":\"{:>80}\"}}\n", "").into_bytes())
             .collect();
         let start = lines - 3;
-        let mut cur = Open {
-            reader: BufReader::with_capacity(0, Box::new(std::io::Cursor::new(text.clone()))),
-            carry: Vec::new(),
-            live: false,
-            partition: 0,
-            start,
-            next: 0,
-            label: "test".into(),
-        };
+        let mut cur = test_file(Box::new(std::io::Cursor::new(text.clone())), start);
         let mut raw = RawLines::default();
         let (eof, n) = read_lines(&mut cur, &mut raw, 1024, 100).unwrap();
         assert!(eof);

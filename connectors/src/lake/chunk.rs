@@ -1367,39 +1367,31 @@ mod tests {
         out
     }
 
-    /// [`hybrid`] as it was before it skipped eight values at a time: each run measured.
+    /// [`hybrid`] written from its rule alone, run by run (`chunk_by`): a run of eight or
+    /// more takes what is pending up to a whole group of eight, and the rest of it, if eight
+    /// or more, is an RLE run; everything else is bit-packed.
     fn hybrid_one_by_one(out: &mut Vec<u8>, vals: &[u32], width: u8) {
-        let n = vals.len();
-        let (mut pend_start, mut pend_len) = (0usize, 0usize);
-        let mut i = 0;
-        while i < n {
-            let v = vals[i];
-            let mut j = i + 1;
-            while j < n && vals[j] == v {
-                j += 1;
-            }
-            let run_len = j - i;
-            if pend_len == 0 {
-                pend_start = i;
-            }
-            if run_len >= 8 {
-                let fill = (8 - pend_len % 8) % 8;
-                pend_len += fill;
-                bit_packed(out, &vals[pend_start..pend_start + pend_len], width);
-                let rest = run_len - fill;
-                if rest >= 8 {
-                    rle(out, rest, v, width);
-                    pend_len = 0;
+        let mut pending = 0..0;
+        let mut at = 0;
+        for run in vals.chunk_by(|a, b| a == b) {
+            let len = run.len();
+            if len >= 8 {
+                let fill = (8 - pending.len() % 8) % 8;
+                let packed = pending.start..pending.end + fill;
+                bit_packed(out, &vals[packed], width);
+                pending = at + fill..at + fill;
+                if len - fill >= 8 {
+                    rle(out, len - fill, run[0], width);
+                    pending = at + len..at + len;
                 } else {
-                    pend_start = i + fill;
-                    pend_len = rest;
+                    pending.end = at + len;
                 }
             } else {
-                pend_len += run_len;
+                pending.end = at + len;
             }
-            i = j;
+            at += len;
         }
-        bit_packed(out, &vals[pend_start..pend_start + pend_len], width);
+        bit_packed(out, &vals[pending], width);
     }
 
     #[test]
