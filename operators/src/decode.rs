@@ -176,6 +176,12 @@ impl Interner {
                 return (self.last, name);
             }
         }
+        self.get_unpredicted(raw)
+    }
+
+    /// [`Interner::get`] for a name [`Interner::predict`] has just found is not the
+    /// predicted one: looked up at once.
+    pub fn get_unpredicted(&mut self, raw: &str) -> (u32, NameRef) {
         let (id, n) = match self.names.get(raw) {
             Some(&found) => found,
             None => {

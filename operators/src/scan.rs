@@ -771,7 +771,7 @@ fn properties<'a>(
                 id
             }
             None => match s.plain_string()? {
-                Some(k) => d.interner.get(k).0,
+                Some(k) => d.interner.get_unpredicted(k).0,
                 None => {
                     let mut k = String::new();
                     s.unescape_into(&mut k)?;
