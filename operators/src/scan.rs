@@ -392,9 +392,9 @@ impl<'a> Scanner<'a> {
             // correct reader, `str::parse` among them), without the call.
             let places = end - i - 1;
             if int_len + places <= 19 && places <= 22 {
-                let m = b[i + 1..end]
-                    .iter()
-                    .fold(v, |m, &c| m.wrapping_mul(10).wrapping_add((c - b'0') as u64));
+                let m = b[i + 1..end].iter().fold(v, |m, &c| {
+                    m.wrapping_mul(10).wrapping_add((c - b'0') as u64)
+                });
                 if m <= 1 << 53 {
                     let x = m as f64 / POW10[places];
                     return Ok((if neg { -x } else { x }, false));
