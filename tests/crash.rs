@@ -166,6 +166,19 @@ fn a_rerun_after_completion_adds_nothing() {
         "{}",
         stdout(&out)
     );
+    // Every line of the input was passed over, and the summary says why.
+    let input = std::process::Command::new("gzip")
+        .args(["-dc", "topologies/sample/events.ndjson.gz"])
+        .output()
+        .unwrap();
+    let text = &input.stdout;
+    let lines = text.split(|&c| c == b'\n').count() - usize::from(text.ends_with(b"\n"));
+    assert!(lines > 0);
+    assert!(
+        stdout(&out).contains(&format!("already committed by an earlier run: {lines}\n")),
+        "{lines} lines: {}",
+        stdout(&out)
+    );
     assert_eq!(
         query_number(T, dir.path(), "SELECT count(*) FROM mp_master_event"),
         first

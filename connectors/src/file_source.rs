@@ -220,6 +220,7 @@ impl Source for FileSource {
             };
             let mut eof = false;
             let mut bytes = 0u64;
+            let first_line = cur.next;
             if self.document {
                 let n = cur
                     .reader
@@ -267,6 +268,13 @@ impl Source for FileSource {
             }
             RunStats::add(&self.stats.lines_read, raw.lines.len() as u64);
             RunStats::add(&self.stats.bytes_read, bytes);
+            // Lines passed over as committed by an earlier run: the summary says so, rather
+            // than leave bytes read and no lines unexplained.
+            let below = |line: u64| line.min(cur.start);
+            RunStats::add(
+                &self.stats.already_committed,
+                below(cur.next) - below(first_line),
+            );
             metrics::counter!("sluice_source_lines_total").increment(raw.lines.len() as u64);
             let batch = Batch {
                 progress: vec![(cur.partition, cur.next)],
