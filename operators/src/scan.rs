@@ -100,12 +100,10 @@ fn not_digits(w: u64) -> u64 {
     (t | ((t & 0x0F0F_0F0F_0F0F_0F0F) + 0x0606_0606_0606_0606)) & HIGH
 }
 
-/// Whether the eight bytes of `w` are all ASCII digits: each byte's high half is 3, and so
-/// it stays when 6 is added (a byte above `9` carries into it).
+/// Whether the eight bytes of `w` are all ASCII digits.
 #[inline(always)]
 fn eight_digits(w: u64) -> bool {
-    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    (w & HIGH) | ((w.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4) == 0x3333_3333_3333_3333
+    not_digits(w) == 0
 }
 
 /// The number eight ASCII digits spell (the first byte, lowest in `w`, the most

@@ -1070,24 +1070,17 @@ fn bit_packed(out: &mut Vec<u8>, vals: &[u32], width: u8) {
     let w = width as usize;
     out.reserve(groups * w);
     let (whole, rest) = vals.as_chunks::<8>();
-    if w <= 16 {
-        // A group of eight takes `w` bytes, at most sixteen: built in one number and
-        // written at once, rather than a byte at a time as the bits fill up.
-        for group in whole {
-            out.extend_from_slice(&pack(group, w).to_le_bytes()[..w]);
-        }
-    } else {
-        for group in whole {
-            pack_wide(out, group, w);
-        }
-    }
-    if !rest.is_empty() {
-        let mut last = [0u32; 8];
-        last[..rest.len()].copy_from_slice(rest);
+    // The last group padded with zeros.
+    let mut last = [0u32; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    let padded = (!rest.is_empty()).then_some(&last);
+    for group in whole.iter().chain(padded) {
         if w <= 16 {
-            out.extend_from_slice(&pack(&last, w).to_le_bytes()[..w]);
+            // A group of eight takes `w` bytes, at most sixteen: built in one number and
+            // written at once, rather than a byte at a time as the bits fill up.
+            out.extend_from_slice(&pack(group, w).to_le_bytes()[..w]);
         } else {
-            pack_wide(out, &last, w);
+            pack_wide(out, group, w);
         }
     }
 }
@@ -1096,19 +1089,15 @@ fn bit_packed(out: &mut Vec<u8>, vals: &[u32], width: u8) {
 /// 64-bit number when they fit one: 128-bit shifts take several instructions each).
 #[inline(always)]
 fn pack(group: &[u32; 8], w: usize) -> u128 {
-    if w <= 8 {
-        let lo = group
-            .iter()
-            .enumerate()
-            .fold(0u64, |acc, (k, &v)| acc | (u64::from(v) << (k * w)));
-        return u128::from(lo);
-    }
-    let half = |g: &[u32]| {
+    let fold = |g: &[u32]| {
         g.iter()
             .enumerate()
             .fold(0u64, |acc, (k, &v)| acc | (u64::from(v) << (k * w)))
     };
-    u128::from(half(&group[..4])) | (u128::from(half(&group[4..])) << (4 * w))
+    if w <= 8 {
+        return u128::from(fold(group));
+    }
+    u128::from(fold(&group[..4])) | (u128::from(fold(&group[4..])) << (4 * w))
 }
 
 /// Eight values of more than sixteen bits each, a byte at a time.
