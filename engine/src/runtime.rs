@@ -171,9 +171,7 @@ pub fn run(
     let rewind = Arc::new(Rewind::default());
     let cap = topology.runtime.channel_capacity.max(1);
     let workers = match topology.runtime.workers {
-        0 => thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
+        0 => default_workers(thread::available_parallelism().map_or(2, |n| n.get())),
         n => n,
     };
 
@@ -548,6 +546,16 @@ pub fn run(
     }
 }
 
+/// The decoders run by default on `cores`: one per core but the one the sink's thread takes,
+/// and at least one. With one, a source's whole chain runs on its sink's thread. On two cores
+/// that is the cheaper choice by far: decoding on one core and appending on the other cost
+/// W1 1.11 times the CPU time per event for 0.81 times the wall time, and a decoder thread
+/// of its own beside the sink's 1.17 times for 0.96 (each batch crosses between the cores'
+/// caches). More throughput there comes from a second process in the consumer group.
+fn default_workers(cores: usize) -> usize {
+    cores.saturating_sub(1).max(1)
+}
+
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name(name.to_string())
@@ -653,4 +661,17 @@ pub fn resident_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_workers;
+
+    #[test]
+    fn the_sink_thread_keeps_a_core_of_its_own() {
+        assert_eq!(default_workers(1), 1);
+        assert_eq!(default_workers(2), 1);
+        assert_eq!(default_workers(4), 3);
+        assert_eq!(default_workers(64), 63);
+    }
 }

@@ -31,10 +31,11 @@ pub struct NodeSpec {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Worker threads for parallel operator chains; 0 means one per core. With 1, a source's
-    /// whole chain runs on its sink's thread (when the sink has no other input): the least CPU
-    /// per event, at the cost of pipelining across cores (W1 on two cores: 0.90 of the
-    /// default's CPU time, 1.26 times its wall time).
+    /// Worker threads for parallel operator chains; 0 (the default) means one per core but
+    /// one, left to the sink's thread, and at least one. With 1, a source's whole chain runs
+    /// on its sink's thread (when the sink has no other input): the least CPU per event, at the
+    /// cost of pipelining across cores (W1 on two cores: 0.90 of the CPU time of two workers,
+    /// 1.23 times their wall time). So on two cores the default is one.
     #[serde(default)]
     pub workers: usize,
     /// Lines per batch read from a source. The default, 1,024, keeps a batch and the events
