@@ -307,6 +307,8 @@ def sluice_cmd(a, topic, group, bucket, database, state, until_caught_up, max_ag
         sets.append(f"sinks.lake.catalog.state={state}")
     if max_age:
         sets.append(f"sinks.lake.roll.max_age={max_age}s")
+    if a.workers is not None:
+        sets.append(f"runtime.workers={a.workers}")
     cmd = [a.sluice, "run", TOPOLOGY, "--no-progress"] + (["--until-caught-up"] if until_caught_up else [])
     for s in sets:
         cmd += ["--set", s]
@@ -521,6 +523,7 @@ def main():
     ap.add_argument("--max-age", type=int, default=10, help="sluice roll.max_age (s) and the peer's flush interval there")
     ap.add_argument("--poll", type=float, default=0.25, help="seconds between two looks at Glue + S3")
     ap.add_argument("--sluice", default=os.path.join(ROOT, "target/release/sluice"))
+    ap.add_argument("--workers", type=int, help="sluice's runtime.workers (default: the topology's)")
     ap.add_argument("--endpoint", help="an S3 + Glue endpoint (default: a moto server of its own)")
     ap.add_argument("--brokers", default="127.0.0.1:19092")
     ap.add_argument("--peers", default="auto",
