@@ -687,6 +687,12 @@ impl<'a> EventRef<'a> {
             (f, frag.name, frag.value(i as usize))
         })
     }
+    /// Its properties in the order they came, each as (fragment index, value index in the
+    /// fragment): what [`EventRef::props`] reads, without reading the fragments.
+    pub fn order(&self) -> &'a [(u32, u32)] {
+        let e = self.events;
+        &e.order[e.starts[self.row] as usize..e.starts[self.row + 1] as usize]
+    }
     /// The value of property `raw` (its name as it arrived), if the event has one.
     pub fn prop(&self, raw: &str) -> Option<ValueRef<'a>> {
         self.props()

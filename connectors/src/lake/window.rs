@@ -669,12 +669,18 @@ impl Window {
             }
         }
         let mut overflow: Option<usize> = None;
-        for f in &ev.props {
+        // Per fragment, whether its values overflow into `mp_properties` (empty: none does).
+        let mut overflows: Vec<bool> = Vec::new();
+        for (fi, f) in ev.props.iter().enumerate() {
             let Some(c) = f.column_in(table) else {
                 continue;
             };
             if c.overflow {
                 overflow = Some(c.ordinal as usize);
+                if overflows.is_empty() {
+                    overflows.resize(ev.props.len(), false);
+                }
+                overflows[fi] = true;
                 continue;
             }
             // The window's column is reached (and made) only when some of its runs have
@@ -696,26 +702,41 @@ impl Window {
         }
         if let Some(ordinal) = overflow {
             // `mp_properties`: per event, a JSON object of the overflowing properties'
-            // original names and values, in the order they came.
+            // original names and values, in the order they came. Only the events with such a
+            // value are looked at, and of their properties only those that overflow are read
+            // (past the column limit, reading every property of every event, through a JSON
+            // map built per event, made one more event cost 2.5 times as much).
+            let mut marked = vec![false; ev.len()];
+            for (f, _) in ev.props.iter().zip(&overflows).filter(|(_, &o)| o) {
+                for &r in &f.rows {
+                    marked[r as usize] = true;
+                }
+            }
             let col = self.col(ordinal, def)?;
+            let mut picked: Vec<(u32, u32)> = Vec::new();
+            let mut text = Vec::new();
             for (&(a, b), &delta) in runs.iter().zip(&deltas) {
                 for r in a..b {
-                    let e = ev.get(r as usize);
-                    let mut map = serde_json::Map::new();
-                    for (fi, name, v) in e.props() {
-                        if ev.props[fi as usize]
-                            .column_in(table)
-                            .is_some_and(|c| c.overflow)
-                        {
-                            map.insert(name.raw().to_string(), to_json(v));
-                        }
-                    }
-                    if map.is_empty() {
+                    if !marked[r as usize] {
                         continue;
                     }
-                    let text = serde_json::Value::Object(map).to_string();
+                    // An event holds a name once (decoders keep a repeated key's last value).
+                    picked.clear();
+                    picked.extend(
+                        ev.get(r as usize)
+                            .order()
+                            .iter()
+                            .filter(|&&(f, _)| overflows[f as usize]),
+                    );
+                    if picked.is_empty() {
+                        continue;
+                    }
+                    text.clear();
+                    overflow_object(&mut text, ev, &picked)?;
+                    let text = std::str::from_utf8(&text)
+                        .map_err(|e| EngineError::Internal(format!("mp_properties text: {e}")))?;
                     bytes += text.len();
-                    col.push_str(r.wrapping_add(delta) as usize, &text)?;
+                    col.push_str(r.wrapping_add(delta) as usize, text)?;
                 }
             }
         }
@@ -767,17 +788,32 @@ impl Window {
     }
 }
 
-fn to_json(v: ValueRef<'_>) -> serde_json::Value {
-    match v {
-        ValueRef::Bool(b) => serde_json::Value::Bool(b),
-        ValueRef::Num(n) => serde_json::Number::from_f64(n)
-            .map(serde_json::Value::Number)
-            .unwrap_or(serde_json::Value::Null),
-        ValueRef::Str(s) => serde_json::Value::String(s.to_string()),
-        ValueRef::Json(s) => {
-            serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_string()))
+/// `mp_properties`' text for the values `picked` ((fragment, value) pairs): a compact JSON
+/// object of their original names and values, as `serde_json` writes one (nested text
+/// through its parser, so that it reads as it would in a column of its own).
+fn overflow_object(out: &mut Vec<u8>, ev: &Events, picked: &[(u32, u32)]) -> Result<()> {
+    let failed = |e: serde_json::Error| EngineError::Internal(format!("mp_properties: {e}"));
+    out.push(b'{');
+    for (k, &(f, i)) in picked.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        let frag = &ev.props[f as usize];
+        serde_json::to_writer(&mut *out, frag.name.raw()).map_err(failed)?;
+        out.push(b':');
+        match frag.value(i as usize) {
+            ValueRef::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+            // A number that is not finite is `null`, as `serde_json` writes one.
+            ValueRef::Num(x) => serde_json::to_writer(&mut *out, &x).map_err(failed)?,
+            ValueRef::Str(s) => serde_json::to_writer(&mut *out, s).map_err(failed)?,
+            ValueRef::Json(s) => match serde_json::from_str::<serde_json::Value>(s) {
+                Ok(v) => serde_json::to_writer(&mut *out, &v).map_err(failed)?,
+                Err(_) => serde_json::to_writer(&mut *out, s).map_err(failed)?,
+            },
         }
     }
+    out.push(b'}');
+    Ok(())
 }
 
 #[cfg(test)]
@@ -901,6 +937,69 @@ mod tests {
             .collect();
         assert_eq!(dict, [false, true, false, true, false, false, false]);
         assert_eq!(rg.num_rows(), 3000);
+    }
+
+    /// `mp_properties`' text is what a JSON map of the same names and values writes
+    /// (`serde_json`, in insertion order): escapes, numbers of every kind (not finite ones
+    /// as `null`), booleans, nested text read as JSON and text that does not read as JSON.
+    #[test]
+    fn overflow_text_is_what_a_json_map_writes() {
+        use sluice_engine::batch::{FragIndex, NameRef};
+        let values = [
+            Value::String("quote \"x\" back\\slash\nnew\u{1}\u{7f} é 😀".into()),
+            Value::String(String::new().into()),
+            Value::Number(0.0),
+            Value::Number(-0.0),
+            Value::Number(2.0),
+            Value::Number(1.5e300),
+            Value::Number(123_456_789_012_345_680_000.0),
+            Value::Number(1e-7),
+            Value::Number(-0.1),
+            Value::Number(f64::NAN),
+            Value::Number(f64::INFINITY),
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Json(r#"{"k":[1,2.50,"\u00e9",1e5],"n":null}"#.into()),
+            Value::Json("[]".into()),
+            Value::Json("[1,".into()),
+        ];
+        let mut ev = Events::default();
+        let mut ix = FragIndex::default();
+        // Each event takes a few of the values, under names that need escapes too.
+        for r in 0..values.len() {
+            let props: Vec<_> = (0..3)
+                .map(|k| {
+                    let name = NameRef::intern(&format!("n\"{k}\\é{}", (r + k) % 5));
+                    (name, values[(r + 5 * k) % values.len()].clone())
+                })
+                .collect();
+            let pos = Position {
+                partition: 0,
+                offset: r as u64,
+            };
+            ev.push_event(&mut ix, NameRef::intern("E"), 0, pos, None, &props);
+        }
+        let mut text = Vec::new();
+        for r in 0..ev.len() {
+            let e = ev.get(r);
+            let mut map = serde_json::Map::new();
+            for (_, name, v) in e.props() {
+                let v = match v {
+                    ValueRef::Bool(b) => serde_json::Value::Bool(b),
+                    ValueRef::Num(n) => serde_json::Number::from_f64(n)
+                        .map(serde_json::Value::Number)
+                        .unwrap_or(serde_json::Value::Null),
+                    ValueRef::Str(s) => serde_json::Value::String(s.to_string()),
+                    ValueRef::Json(s) => serde_json::from_str(s)
+                        .unwrap_or_else(|_| serde_json::Value::String(s.to_string())),
+                };
+                map.insert(name.raw().to_string(), v);
+            }
+            let want = serde_json::Value::Object(map).to_string();
+            text.clear();
+            overflow_object(&mut text, &ev, e.order()).unwrap();
+            assert_eq!(std::str::from_utf8(&text).unwrap(), want, "event {r}");
+        }
     }
 
     /// A batch split over two windows (two dates), with a property past the column limit:
