@@ -131,24 +131,31 @@ def main():
             subprocess.run([a.sluice, "gen", "--events", str(a.events), "--seed", "1", *extra, "-o", path],
                            check=True, stderr=subprocess.DEVNULL)
             inputs[kind] = path
-        rows = []
+        # The inputs' pages written back before anything is timed (else the first runs pay
+        # for the kernel's writeback of a gigabyte and a half).
+        os.sync()
         # The default and `runtime.workers: 2` (two decoders, re-ordered: on two cores more
-        # CPU per event, less wall time).
-        for workers, label in [(0, ""), (2, ", workers: 2")]:
-            for kind in ["messy", "clean"]:
-                runs = []
-                for i in range(a.runs):
-                    d = os.path.join(work, f"s-{kind}-{workers}-{i}")
-                    os.makedirs(d)
-                    runs.append(measure([a.sluice, "run", topology(d, inputs[kind], workers), "--no-progress"]))
-                    shutil.rmtree(d)
-                rows.append(report(f"sluice ({kind}{label})", runs, a.events, os.path.getsize(inputs[kind])))
-        runs = []
+        # CPU per event, less wall time), and DuckDB: each once per round, round after round
+        # (this machine's speed drifts by 15% within an hour: a block of runs per command
+        # compared hours, not commands).
+        configs = [(kind, workers, label) for workers, label in [(0, ""), (2, ", workers: 2")]
+                   for kind in ["messy", "clean"]]
+        runs = {c: [] for c in configs}
+        duck_runs = []
         for i in range(a.runs):
+            print(f"round {i + 1} of {a.runs}", file=sys.stderr, flush=True)
+            for c in configs:
+                kind, workers, _ = c
+                d = os.path.join(work, f"s-{kind}-{workers}-{i}")
+                os.makedirs(d)
+                runs[c].append(measure([a.sluice, "run", topology(d, inputs[kind], workers), "--no-progress"]))
+                shutil.rmtree(d)
             out = os.path.join(work, f"duck-{i}")
-            runs.append(measure([py, "-c", DUCKDB, inputs["clean"], out]))
+            duck_runs.append(measure([py, "-c", DUCKDB, inputs["clean"], out]))
             shutil.rmtree(out, ignore_errors=True)
-        duck = report("duckdb (clean)", runs, a.events, os.path.getsize(inputs["clean"]))
+        rows = [report(f"sluice ({kind}{label})", runs[(kind, workers, label)], a.events,
+                       os.path.getsize(inputs[kind])) for kind, workers, label in configs]
+        duck = report("duckdb (clean)", duck_runs, a.events, os.path.getsize(inputs["clean"]))
         rows.append(duck)
         ratio = rows[1]["events_per_cpu_s"] / duck["events_per_cpu_s"]
         ratio_two = rows[3]["events_per_cpu_s"] / duck["events_per_cpu_s"]
