@@ -152,6 +152,15 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
 }
 
 impl Source for FileSource {
+    /// Regular files only: standard input and named pipes wait for their writers.
+    fn never_waits(&self) -> bool {
+        self.files.iter().all(|f| {
+            f.path
+                .as_ref()
+                .is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+        })
+    }
+
     fn open(&mut self, cx: &SourceContext) -> Result<()> {
         if self.pattern == "-" {
             // Standard input cannot be read again: each run is a partition of its own.

@@ -53,6 +53,12 @@ pub trait Source: Send {
     /// The run is over (its input ended or it was stopped): release what the source holds,
     /// such as a group membership. Called after the source's output is closed.
     fn close(&mut self) {}
+    /// Whether [`Source::next_batch`] never waits: not for input yet to come (a pipe, a
+    /// broker), nor on a sink (a group's rebalance). Such a source may be read on its sink's
+    /// thread, between writes, when the whole chain runs there.
+    fn never_waits(&self) -> bool {
+        false
+    }
 }
 
 /// What a sink needs at start.

@@ -383,6 +383,8 @@ pub fn run(
     // still in the core's cache, rather than crossing to another core and back (W1's
     // type-infer and partition-by-date, once a thread of their own).
     let mut sink_stages: HashMap<String, Stage> = HashMap::new();
+    // The sink that runs a source's whole chain, by source.
+    let mut chain_sinks: HashMap<String, String> = HashMap::new();
     for name in sinks.keys() {
         let single_input = topology.node(name).is_some_and(|n| n.inputs.len() == 1);
         let fusible = plans
@@ -391,6 +393,9 @@ pub fn run(
             .filter(|_| single_input);
         if let Some(i) = fusible {
             let plan = plans.remove(i);
+            if source_threads.iter().any(|(s, _, _)| *s == plan.head) {
+                chain_sinks.insert(plan.head.clone(), name.clone());
+            }
             if let Some(rx) = plan.input {
                 sink_inputs.insert(name.clone(), rx);
                 sink_stages.insert(name.clone(), plan.stage);
@@ -412,6 +417,17 @@ pub fn run(
             .collect()
     };
 
+    // A lone source that never waits, whose whole chain runs on its sink's thread, is read
+    // there too: its lines are decoded by the core that read them, from its cache, instead of
+    // crossing from another core (W1: 0.93 times the CPU, two sittings of 9 pairs).
+    let mut inline_sources: HashMap<String, Box<dyn Source>> = HashMap::new();
+    if let [(name, source, _)] = source_threads.as_slice() {
+        if let Some(sink) = chain_sinks.get(name).filter(|_| source.never_waits()) {
+            if let Some((_, source, _)) = source_threads.pop() {
+                inline_sources.insert(sink.clone(), source);
+            }
+        }
+    }
     let mut handles = Vec::new();
     let batch_size = topology.runtime.batch_size.max(1);
     for (name, mut source, tx) in source_threads {
@@ -478,6 +494,7 @@ pub fn run(
             continue;
         };
         let mut stage = sink_stages.remove(&name);
+        let mut source = inline_sources.remove(&name);
         let control = control.clone();
         handles.push(spawn(&format!("sink-{name}"), move || {
             let every = sink.poll_interval();
@@ -485,22 +502,38 @@ pub fn run(
             let mut next_memory_check = Instant::now();
             loop {
                 let now = Instant::now();
-                let wait = next_poll.saturating_duration_since(now);
-                match input.recv_timeout(wait) {
-                    Ok(mut batch) => {
-                        if let Some(stage) = stage.as_mut() {
-                            if let Err(e) = stage.process(&mut batch) {
+                let next = match source.as_mut() {
+                    Some(source) => {
+                        if control.stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        match source.next_batch(batch_size) {
+                            Ok(Some(b)) if b.is_empty() && b.progress.is_empty() => None,
+                            Ok(Some(b)) => Some(b),
+                            Ok(None) => break,
+                            Err(e) => {
                                 control.fail(e);
-                                return;
+                                break;
                             }
                         }
-                        if let Err(e) = sink.write(batch) {
+                    }
+                    None => match input.recv_timeout(next_poll.saturating_duration_since(now)) {
+                        Ok(b) => Some(b),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                };
+                if let Some(mut batch) = next {
+                    if let Some(stage) = stage.as_mut() {
+                        if let Err(e) = stage.process(&mut batch) {
                             control.fail(e);
-                            return;
+                            break;
                         }
                     }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    if let Err(e) = sink.write(batch) {
+                        control.fail(e);
+                        break;
+                    }
                 }
                 let now = Instant::now();
                 if now >= next_memory_check {
@@ -511,7 +544,7 @@ pub fn run(
                             .increment(1);
                         if let Err(e) = sink.relieve_memory() {
                             control.fail(e);
-                            return;
+                            break;
                         }
                         if let Some(release) = RELEASE_MEMORY.get() {
                             release();
@@ -522,9 +555,12 @@ pub fn run(
                     next_poll = now + every;
                     if let Err(e) = sink.poll(now) {
                         control.fail(e);
-                        return;
+                        break;
                     }
                 }
+            }
+            if let Some(source) = source.as_mut() {
+                source.close();
             }
             if control.failed() {
                 tracing::warn!(sink = %name, "not committing after a failure upstream");
