@@ -110,16 +110,30 @@ fn one_worker_or_several_write_the_same_lake() {
     let lines_in = std::fs::read_to_string(&input).unwrap().lines().count();
     let mut lakes = Vec::new();
     // 0 is the default (one worker on two cores, more on more); 2 and 3 decode in parallel
-    // whatever the machine.
-    for workers in ["1", "0", "2", "3"] {
-        let d = dir.path().join(format!("w{workers}"));
+    // whatever the machine. "1 small" has row groups of 16 KiB: a batch's runs of events for a
+    // day are then cut where a row group fills, within a run and between runs.
+    for workers in ["1", "0", "2", "3", "1 small"] {
+        let d = dir.path().join(format!("w{}", workers.replace(' ', "-")));
+        let small = workers.ends_with("small");
+        let group = if small { "16KiB" } else { "32MiB" };
         run_ok(
             sluice()
                 .args(["run", "topologies/quickstart.yaml", "--no-progress"])
                 .args(["--set", &format!("sources.events.path={}", input.display())])
-                .args(["--set", &format!("runtime.workers={workers}")])
+                .args(["--set", &format!("runtime.workers={}", &workers[..1])])
+                .args(["--set", &format!("sinks.lake.roll.row_group_size={group}")])
                 .args(lake_sets(&d)),
         );
+        if small {
+            let groups: usize = parquet_footers(&d.join("lake"))
+                .iter()
+                .map(|(_, m)| m.num_row_groups())
+                .sum();
+            assert!(
+                groups >= 100,
+                "{groups} row groups of 16 KiB for 20,000 events"
+            );
+        }
         let csv = query_csv(
             "topologies/quickstart.yaml",
             &d,

@@ -133,6 +133,9 @@ pub struct FragColumn {
     pub overflow: bool,
 }
 
+/// A fragment's columns, one per table its events go to.
+pub type FragColumns = smallvec::SmallVec<[FragColumn; 1]>;
+
 /// One property (a name and a type class) across the events of a batch.
 #[derive(Clone, Debug)]
 pub struct Frag {
@@ -145,8 +148,9 @@ pub struct Frag {
     /// Every nested value is known to be compact JSON text already (its decoder wrote it so):
     /// `stringify-nested` has nothing to look at.
     pub nested_compact: bool,
-    /// Set by `type-infer`: its column in each table its events go to.
-    pub columns: Vec<FragColumn>,
+    /// Set by `type-infer`: its column in each table its events go to (inline for one table:
+    /// with many rare names, a heap block per fragment was a cache miss for each reader).
+    pub columns: FragColumns,
 }
 
 impl Frag {
@@ -157,7 +161,7 @@ impl Frag {
             values: FragValues::new(class),
             nested: Vec::new(),
             nested_compact: false,
-            columns: Vec::new(),
+            columns: FragColumns::new(),
         }
     }
     pub fn class(&self) -> TypeClass {

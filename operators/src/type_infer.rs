@@ -13,7 +13,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use sluice_engine::batch::{Batch, Events, FragColumn, NameRef, TableRef, TypeClass};
+use sluice_engine::batch::{Batch, Events, FragColumn, FragColumns, NameRef, TableRef, TypeClass};
 use sluice_engine::component::{ColumnAssignment, ColumnRequest, Operator, SchemaRegistry};
 use sluice_engine::registry::{BuildContext, Capability, Component, Issue};
 use sluice_engine::{EngineError, Result};
@@ -345,6 +345,18 @@ impl Operator for TypeInfer {
         // registered together, in that order.
         let mut missing: Vec<(u32, usize, u32, u32)> = Vec::new();
         let single = ev.tables.len() == 1;
+        // With one table, the cache's answers for all fragments first, in a loop of lookups
+        // alone: with many names each lookup misses the CPU's caches, and there their misses
+        // overlap instead of waiting one after another.
+        let early: Vec<Option<(u32, bool)>> = if single {
+            let table = ev.tables[0].id;
+            ev.props
+                .iter()
+                .map(|f| self.columns.get(&(table, f.name.id(), f.class())).copied())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut seen_tables: Vec<(u32, u32)> = Vec::new();
         for fi in 0..ev.props.len() {
             let f = &ev.props[fi];
@@ -363,10 +375,14 @@ impl Operator for TypeInfer {
                 }
             }
             let (name, class) = (f.name, f.class());
-            let mut columns = Vec::with_capacity(seen_tables.len());
+            let mut columns = FragColumns::with_capacity(seen_tables.len());
             for &(t, first_row) in &seen_tables {
                 let table = ev.tables[t as usize].id;
-                match self.cached_column(table, &name, class) {
+                let cached = match early.get(fi) {
+                    Some(&Some(v)) => Some(v),
+                    _ => self.cached_column(table, &name, class),
+                };
+                match cached {
                     Some((ordinal, overflow)) => columns.push(FragColumn {
                         table: t,
                         ordinal,

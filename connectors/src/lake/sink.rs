@@ -458,37 +458,55 @@ impl LakeSink {
                 .roll
                 .row_group_bytes
                 .max(self.roll.row_group_bytes_for(def.columns.len()));
-            let pieces: &[(u32, u32)] = if whole { &all } else { &runs[t] };
-            for &(mut a, b) in pieces {
-                while a < b {
-                    let w = self.windows.entry(key).or_insert_with(|| {
-                        let room = self.rooms.remove(&key).unwrap_or_default();
-                        Window::with_room(tref.id, date, room)
-                    });
-                    let in_file = w.file.as_ref().map_or(0, |f| f.value_bytes);
-                    let limit = group_bytes.min(self.roll.max_file_bytes.saturating_sub(in_file));
-                    let room = limit.saturating_sub(w.bytes as u64) as usize;
-                    let fit = room.div_ceil(per_event).max(1) as u32;
+            // The window's runs go in together, in one append (each append looks at every
+            // fragment of the batch: one per run made a batch of events spread over dates, with
+            // many rare names, cost runs times fragments); cut where a row group fills.
+            let mut rest: Vec<(u32, u32)> = if whole {
+                all.to_vec()
+            } else {
+                std::mem::take(&mut runs[t])
+            };
+            // The first run not appended yet (its start moved up where a row group filled).
+            let mut k = 0usize;
+            let mut take: Vec<(u32, u32)> = Vec::with_capacity(rest.len());
+            while k < rest.len() {
+                let w = self.windows.entry(key).or_insert_with(|| {
+                    let room = self.rooms.remove(&key).unwrap_or_default();
+                    Window::with_room(tref.id, date, room)
+                });
+                let in_file = w.file.as_ref().map_or(0, |f| f.value_bytes);
+                let limit = group_bytes.min(self.roll.max_file_bytes.saturating_sub(in_file));
+                let room = limit.saturating_sub(w.bytes as u64) as usize;
+                let mut fit = room.div_ceil(per_event).max(1) as u32;
+                take.clear();
+                while k < rest.len() && fit > 0 {
+                    let (a, b) = rest[k];
                     let end = b.min(a.saturating_add(fit));
-                    let before = w.bytes;
-                    let pick = if whole && a == 0 && end == b {
-                        Pick::All
+                    take.push((a, end));
+                    fit -= end - a;
+                    if end < b {
+                        rest[k].0 = end;
                     } else {
-                        Pick::Runs(&[(a, end)])
-                    };
-                    w.append(ev, table, pick, def, sys)?;
-                    self.held_bytes += (w.bytes - before) as u64;
-                    let held = w.bytes as u64;
-                    if held >= group_bytes || in_file + held >= self.roll.max_file_bytes {
-                        // A row group: encoded, and on its way to the store.
-                        self.flush_rows(key)?;
-                        if in_file + held >= self.roll.max_file_bytes {
-                            // Roll on size: the file is finished, and made visible at the
-                            // commit.
-                            self.close_file(key)?;
-                        }
+                        k += 1;
                     }
-                    a = end;
+                }
+                let before = w.bytes;
+                let pick = if whole && take.as_slice() == all.as_slice() {
+                    Pick::All
+                } else {
+                    Pick::Runs(&take)
+                };
+                w.append(ev, table, pick, def, sys)?;
+                self.held_bytes += (w.bytes - before) as u64;
+                let held = w.bytes as u64;
+                if held >= group_bytes || in_file + held >= self.roll.max_file_bytes {
+                    // A row group: encoded, and on its way to the store.
+                    self.flush_rows(key)?;
+                    if in_file + held >= self.roll.max_file_bytes {
+                        // Roll on size: the file is finished, and made visible at the
+                        // commit.
+                        self.close_file(key)?;
+                    }
                 }
             }
         }

@@ -1063,11 +1063,11 @@ mod tests {
                 "s" => (4, false),
                 _ => (5, true),
             };
-            f.columns = vec![FragColumn {
+            f.columns = sluice_engine::batch::FragColumns::from_slice(&[FragColumn {
                 table: 0,
                 ordinal,
                 overflow,
-            }];
+            }]);
         }
         // As the sink splits a batch: per date, its runs of events.
         let runs_of = |date: i32| -> Vec<(u32, u32)> {
