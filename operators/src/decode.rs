@@ -59,11 +59,7 @@ pub struct Interner {
 /// fragment starts with that room: grown by doubling from nothing, a batch's fragments were
 /// reallocated about once per event), and the event that last had the name, with the fragment
 /// its value went to (for repeated keys).
-///
-/// Aligned to a cache line: an entry of 120 bytes at any 8-byte offset spanned three lines
-/// as often as two, and with many names each line is a miss.
 #[derive(Clone, Copy)]
-#[repr(align(64))]
 struct Known {
     name: NameRef,
     /// The bytes `key` holds, its closing quote included (0 for a name too long for it).

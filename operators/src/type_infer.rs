@@ -345,18 +345,6 @@ impl Operator for TypeInfer {
         // registered together, in that order.
         let mut missing: Vec<(u32, usize, u32, u32)> = Vec::new();
         let single = ev.tables.len() == 1;
-        // With one table, the cache's answers for all fragments first, in a loop of lookups
-        // alone: with many names each lookup misses the CPU's caches, and there their misses
-        // overlap instead of waiting one after another.
-        let early: Vec<Option<(u32, bool)>> = if single {
-            let table = ev.tables[0].id;
-            ev.props
-                .iter()
-                .map(|f| self.columns.get(&(table, f.name.id(), f.class())).copied())
-                .collect()
-        } else {
-            Vec::new()
-        };
         let mut seen_tables: Vec<(u32, u32)> = Vec::new();
         for fi in 0..ev.props.len() {
             let f = &ev.props[fi];
@@ -378,11 +366,7 @@ impl Operator for TypeInfer {
             let mut columns = FragColumns::with_capacity(seen_tables.len());
             for &(t, first_row) in &seen_tables {
                 let table = ev.tables[t as usize].id;
-                let cached = match early.get(fi) {
-                    Some(&Some(v)) => Some(v),
-                    _ => self.cached_column(table, &name, class),
-                };
-                match cached {
+                match self.cached_column(table, &name, class) {
                     Some((ordinal, overflow)) => columns.push(FragColumn {
                         table: t,
                         ordinal,
