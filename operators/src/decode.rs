@@ -36,46 +36,58 @@ pub struct Interner {
     /// to compare each key's bytes: with 64,000 names, a third of an event's extra cost).
     names: HashTable<u32>,
     hasher: Hasher,
-    /// By number: each name, what predicts it, and its fragments in the batch.
+    /// By number: each name's bytes, what predicts it, and its fragments in the batch, one
+    /// cache line a name.
     by_id: Vec<Known>,
+    /// By number: what a name needs only when it gets a fragment in a batch.
+    cold: Vec<Cold>,
     /// The number of the name asked last; [`NO_NEXT`] before the first.
     last: u32,
     /// The batch being decoded (a stamp: a name's fragments are current when their stamp is
     /// this one).
-    batch: u32,
+    batch: u16,
     /// The (name number, class) of each fragment of the batch, in order.
     keys: Vec<(u32, u8)>,
 }
 
-/// A name of an [`Interner`], the number of the name asked after it last time ([`NO_NEXT`]
-/// before there was one), and the name's bytes followed by the quote that ends a JSON key,
-/// as little-endian words (zero after the end), to compare with a line's bytes a word at a
-/// time; `words` is 0 for a name that cannot be compared so (longer than [`KEY_BYTES`] with
-/// its quote, or holding a quote, backslash or control character, which JSON escapes).
+/// A name of an [`Interner`], as much of it as a property reads: the name's bytes followed by
+/// the quote that ends a JSON key, as little-endian words (zero after the end; all zero for a
+/// name too long for them), to compare with a line's bytes a word at a time (`words` is 0 for
+/// a name that cannot be compared so: too long, or holding a quote, backslash or control
+/// character, which JSON escapes), the number of the name asked after it last time
+/// ([`NO_NEXT`] before there was one), the fragment of each class its values went to in the
+/// batch (current when `batch` is the batch's stamp), and the event that last had the name,
+/// with the fragment its value went to (for repeated keys).
 ///
-/// Beside it, what a decoder keeps per name for the batch (in one place, so that a property
-/// costs one entry): the fragment of each class its values went to (current when `batch` is
-/// the batch's stamp), how many values and bytes of text each had in the last batch (a new
-/// fragment starts with that room: grown by doubling from nothing, a batch's fragments were
-/// reallocated about once per event), and the event that last had the name, with the fragment
-/// its value went to (for repeated keys).
+/// One cache line, aligned to one. A rare name's property reads its entry cold, and each line
+/// an entry spans is one more miss: at 120 bytes over two lines (with the name itself read
+/// too, for its length), the entry's misses were half of what a property of 64,000 rare names
+/// cost the decoder.
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 struct Known {
-    name: NameRef,
-    /// The bytes `key` holds, its closing quote included (0 for a name too long for it).
-    len: u8,
-    next: u32,
-    /// The words `key` fills (0 for a name that cannot be compared so), and a mask of the
-    /// bytes of the last one that count.
-    words: u8,
-    last_mask: u64,
     key: [u64; KEY_WORDS],
-    batch: u32,
+    seen: u64,
+    seen_frag: u32,
+    next: u32,
     frag: [u32; 3],
+    batch: u16,
+    words: u8,
+    /// The bytes of the last word past the closing quote.
+    pad: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Known>() == 64);
+
+/// The rest of what a decoder keeps per name: the name, and how many values and bytes of text
+/// each class's fragment had in the last batch (a new fragment starts with that room: grown
+/// by doubling from nothing, a batch's fragments were reallocated about once per event).
+#[derive(Clone, Copy)]
+struct Cold {
+    name: NameRef,
     room: [(u32, u32); 3],
     /// Room for nested values (arrays, objects), from the text fragment of the last batch.
     nested_room: u32,
-    seen: (u64, u32),
 }
 
 const KEY_WORDS: usize = 4;
@@ -103,8 +115,7 @@ fn slack(n: usize) -> u32 {
 }
 
 impl Known {
-    fn new(name: NameRef) -> Self {
-        let raw = name.raw_static();
+    fn new(raw: &str) -> Self {
         let (key, len) = match quoted_words(raw) {
             Some(key) => (key, raw.len() + 1),
             None => ([0u64; KEY_WORDS], 0),
@@ -112,47 +123,37 @@ impl Known {
         // A name JSON escapes is not written in a line as it is: not compared so there.
         let literal = !raw.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20);
         let words = if literal { len.div_ceil(8) } else { 0 };
-        // The bytes of the last word that count (all of them with no words).
-        let rest = match words {
-            0 => 8,
-            w => len - 8 * (w - 1),
-        };
         Known {
-            name,
-            len: len as u8,
-            next: NO_NEXT,
-            words: words as u8,
-            last_mask: if rest == 8 {
-                u64::MAX
-            } else {
-                (1u64 << (8 * rest)) - 1
-            },
             key,
-            batch: 0,
+            seen: 0,
+            seen_frag: NO_FRAG,
+            next: NO_NEXT,
             frag: [NO_FRAG; 3],
-            room: [(0, 0); 3],
-            nested_room: 0,
-            seen: (0, NO_FRAG),
+            batch: 0,
+            words: words as u8,
+            pad: (8 * words).saturating_sub(len) as u8,
         }
     }
 
     /// Whether the name is `raw`, whose bytes with a closing quote are `quoted` (as words,
     /// zero past the quote; `None` for a name too long for them): from the words when they
-    /// fit, without reading the name itself.
+    /// fit (they hold the quote, so equal words are equal names of equal length), without
+    /// reading the name itself.
     #[inline(always)]
-    fn is(&self, raw: &str, quoted: Option<&[u64; KEY_WORDS]>) -> bool {
+    fn is(&self, cold: &Cold, raw: &str, quoted: Option<&[u64; KEY_WORDS]>) -> bool {
         match quoted {
-            Some(q) => self.len as usize == raw.len() + 1 && self.key == *q,
-            None => self.len == 0 && self.name.raw_static() == raw,
+            Some(q) => self.key == *q,
+            None => self.key == [0; KEY_WORDS] && cold.name.raw_static() == raw,
         }
     }
 
-    /// Whether `b` starts with the name and its closing quote; `None` when that cannot be
-    /// told a word at a time here (too near the end of `b`, or no words for this name).
+    /// Whether `b` starts with the name and its closing quote, and then the bytes they take;
+    /// `None` when that cannot be told a word at a time here (too near the end of `b`, or no
+    /// words for this name).
     #[inline(always)]
-    fn starts(&self, b: &[u8]) -> Option<bool> {
-        // The words and the last one's mask are the name's, worked out once (working them
-        // out per key was 2% of W1's instructions).
+    fn starts(&self, b: &[u8]) -> Option<(bool, usize)> {
+        // The words and the last one's unused bytes are the name's, worked out once (working
+        // them out per key was 2% of W1's instructions).
         let words = self.words as usize;
         if words == 0 {
             return None;
@@ -167,8 +168,19 @@ impl Known {
         for k in 0..words - 1 {
             diff |= word(k) ^ self.key[k];
         }
-        diff |= (word(words - 1) & self.last_mask) ^ self.key[words - 1];
-        Some(diff == 0)
+        let pad = self.pad as usize;
+        diff |= (word(words - 1) & (u64::MAX >> (8 * pad))) ^ self.key[words - 1];
+        Some((diff == 0, 8 * words - pad))
+    }
+}
+
+impl Cold {
+    fn new(name: NameRef) -> Self {
+        Cold {
+            name,
+            room: [(0, 0); 3],
+            nested_room: 0,
+        }
     }
 }
 
@@ -196,6 +208,7 @@ impl Default for Interner {
             names: HashTable::new(),
             hasher: Hasher::default(),
             by_id: Vec::new(),
+            cold: Vec::new(),
             last: NO_NEXT,
             batch: 1,
             keys: Vec::new(),
@@ -205,10 +218,11 @@ impl Default for Interner {
 
 impl Interner {
     pub fn get(&mut self, raw: &str) -> (u32, NameRef) {
-        if let Some(name) = self.predicted_entry().map(|k| k.name) {
+        if let Some(next) = self.predicted() {
+            let name = self.cold[next as usize].name;
             if name.raw_static() == raw {
-                self.last = self.by_id[self.last as usize].next;
-                return (self.last, name);
+                self.last = next;
+                return (next, name);
             }
         }
         self.get_unpredicted(raw)
@@ -219,20 +233,23 @@ impl Interner {
     pub fn get_unpredicted(&mut self, raw: &str) -> (u32, NameRef) {
         let hash = self.hasher.hash_one(raw);
         let quoted = quoted_words(raw);
-        let by_id = &self.by_id;
+        let (by_id, cold) = (&self.by_id, &self.cold);
         let found = self
             .names
-            .find(hash, |&id| by_id[id as usize].is(raw, quoted.as_ref()))
+            .find(hash, |&id| {
+                by_id[id as usize].is(&cold[id as usize], raw, quoted.as_ref())
+            })
             .copied();
         let (id, n) = match found {
-            Some(id) => (id, self.by_id[id as usize].name),
+            Some(id) => (id, self.cold[id as usize].name),
             None => {
                 let id = self.by_id.len() as u32;
                 let n = NameRef::intern(raw);
-                self.by_id.push(Known::new(n));
-                let (by_id, hasher) = (&self.by_id, &self.hasher);
+                self.by_id.push(Known::new(raw));
+                self.cold.push(Cold::new(n));
+                let (cold, hasher) = (&self.cold, &self.hasher);
                 self.names.insert_unique(hash, id, |&id| {
-                    hasher.hash_one(by_id[id as usize].name.raw_static())
+                    hasher.hash_one(cold[id as usize].name.raw_static())
                 });
                 (id, n)
             }
@@ -264,7 +281,7 @@ impl Interner {
                 sluice_engine::batch::FragValues::Text(t) => t.bytes().len(),
                 _ => 0,
             };
-            if let Some(k) = self.by_id.get_mut(id as usize) {
+            if let Some(k) = self.cold.get_mut(id as usize) {
                 k.room[c as usize] = (slack(f.len()), slack(bytes));
                 // Only text holds nested values (a number fragment of the same name must not
                 // wipe them out).
@@ -293,14 +310,15 @@ impl Interner {
             _ => TEXT_SLOT,
         };
         if k.frag[c] == NO_FRAG {
-            let (values, bytes) = k.room[c];
+            let cold = &self.cold[id as usize];
+            let (values, bytes) = cold.room[c];
             let nested = if c == TEXT_SLOT {
-                k.nested_room as usize
+                cold.nested_room as usize
             } else {
                 0
             };
             k.frag[c] =
-                ev.add_frag_with_room(k.name, class, values as usize, bytes as usize, nested);
+                ev.add_frag_with_room(cold.name, class, values as usize, bytes as usize, nested);
             self.keys.push((id, c as u8));
         }
         k.frag[c]
@@ -310,7 +328,8 @@ impl Interner {
     /// repeated key), its earlier value is taken back, the last one winning.
     #[inline(always)]
     pub(crate) fn repeat(&mut self, ev: &mut Events, id: u32, event: u64) {
-        let (no, prev) = self.by_id[id as usize].seen;
+        let k = &self.by_id[id as usize];
+        let (no, prev) = (k.seen, k.seen_frag);
         if no == event && prev != NO_FRAG {
             ev.unpush(prev);
         }
@@ -319,13 +338,14 @@ impl Interner {
     /// After a value of name `id` in event `event` went to `frag` ([`NO_FRAG`]: a null).
     #[inline(always)]
     pub(crate) fn seen(&mut self, id: u32, event: u64, frag: u32) {
-        self.by_id[id as usize].seen = (event, frag);
+        let k = &mut self.by_id[id as usize];
+        (k.seen, k.seen_frag) = (event, frag);
     }
 
     #[inline(always)]
-    fn predicted_entry(&self) -> Option<&Known> {
+    fn predicted(&self) -> Option<u32> {
         let next = self.by_id.get(self.last as usize)?.next;
-        self.by_id.get(next as usize)
+        (next != NO_NEXT).then_some(next)
     }
 
     /// The name that followed the last one asked, last time, if `b` (a line's bytes from a
@@ -335,19 +355,19 @@ impl Interner {
     pub fn predict(&mut self, b: &[u8]) -> Option<(u32, usize)> {
         let next = self.by_id.get(self.last as usize)?.next;
         let k = self.by_id.get(next as usize)?;
-        let found = match k.starts(b) {
+        let (found, taken) = match k.starts(b) {
             Some(found) => found,
             None => {
                 // Near the end of the line, or a name too long for words: byte by byte.
-                let raw = k.name.raw_static().as_bytes();
+                let raw = self.cold[next as usize].name.raw_static().as_bytes();
                 let literal = !raw.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20);
-                literal && b.starts_with(raw) && b.get(raw.len()) == Some(&b'"')
+                let found = literal && b.starts_with(raw) && b.get(raw.len()) == Some(&b'"');
+                (found, raw.len() + 1)
             }
         };
         if !found {
             return None;
         }
-        let taken = k.name.raw_static().len() + 1;
         self.last = next;
         Some((next, taken))
     }
@@ -820,6 +840,52 @@ mod tests {
                 room <= x * lines / last.max(1) * 9 / 8 + 8,
                 "{x} {last} {lines}: {room}"
             );
+        }
+    }
+
+    #[test]
+    fn predicted_names_of_every_length_take_their_own_bytes() {
+        // The same names in the same order on every line, so from the second line on each key
+        // is the predicted one: names ending on each byte of a word (the quote filling a word,
+        // or spilling into the next), names too long for the words, names JSON escapes, and a
+        // name that is a prefix of the next one; the last key is too near the end of its line
+        // for a word (compared byte by byte there).
+        let mut names: Vec<String> = (0..40).map(|n| "k".repeat(n)).collect();
+        names.extend(["a\\\"b", "tab\\t", "é中", "z"].map(String::from));
+        let line = |v: usize| {
+            let props: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!(r#""{n}":{}"#, i + v))
+                .collect();
+            format!(
+                r#"{{"event":"e","properties":{{"time":1,{}}}}}"#,
+                props.join(",")
+            )
+        };
+        let lines: Vec<String> = (0..4).map(line).collect();
+        assert_eq!(agree(&lines), 0);
+        let b = decode_lines(&lines.iter().map(|l| l.as_str()).collect::<Vec<_>>());
+        assert!(b.dead.is_empty(), "{:?}", b.dead);
+        for r in 0..4 {
+            let got: Vec<(String, f64)> = b
+                .events
+                .get(r)
+                .props()
+                .map(|(_, k, v)| match v {
+                    ValueRef::Num(x) => (k.raw().to_string(), x),
+                    v => panic!("{v:?}"),
+                })
+                .collect();
+            let want: Vec<(String, f64)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let n = n.replace("\\\"", "\"").replace("\\t", "\t");
+                    (n, (i + r) as f64)
+                })
+                .collect();
+            assert_eq!(got, want, "line {r}");
         }
     }
 
