@@ -6,6 +6,7 @@ figure measured, and whether it was met.
     benches/targets.py W1.json W2.json W3.json
 """
 import json
+import statistics
 import sys
 
 W1_PER_CPU_S = 400_000
@@ -46,11 +47,18 @@ def main():
                    f"{f['p99_s']} s", f["p99_s"] <= limit)
 
     marg = {r["names"]: r["us_per_event_marginal"] for r in w3["rows"]}
+    runs = {r["names"]: r.get("us_per_event_marginal_runs") for r in w3["rows"]}
     top = max(marg)
     if W3_FROM in marg and top > W3_FROM:
-        g = marg[top] / marg[W3_FROM]
+        if runs[top] and runs[W3_FROM]:
+            # The ratio within each round (both measured within a minute), then its median.
+            g = statistics.median(t / f for t, f in zip(runs[top], runs[W3_FROM]) if f > 0)
+            how = "median of the rounds' ratios"
+        else:
+            g = marg[top] / marg[W3_FROM]
+            how = "ratio of the medians"
         target(f"W3 cost of one more event, N={W3_FROM:,} -> N={top:,}: <= x{W3_LEVEL} (no events x names term)",
-               f"{marg[W3_FROM]} -> {marg[top]} us (x{g:.2f})", g <= W3_LEVEL)
+               f"{marg[W3_FROM]} -> {marg[top]} us (x{g:.2f}, {how})", g <= W3_LEVEL)
 
     width = max(len(w) for w, _, _ in rows)
     for what, figure, met in rows:
