@@ -8,7 +8,7 @@
 # jars into benches/connect/.work, a broker and a moto server as local processes).
 #
 #   benches/all.sh                       # 1M events for W1, 200k for W2, 3 runs each
-#   RUNS=5 W1_EVENTS=200000 W3_EVENTS=100000 benches/all.sh
+#   RUNS=5 W1_EVENTS=200000 W3_EVENTS=400000 benches/all.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-3}"
@@ -20,6 +20,6 @@ benches/w1.py --events "${W1_EVENTS:-1000000}" --runs "$runs" --json "$out/w1.js
 echo "== W2: end to end"
 benches/w2.py --events "${W2_EVENTS:-200000}" --runs "$runs" --peers python,connect --json "$out/w2.json"
 echo "== W3: distinct property names"
-benches/names.py --events "${W3_EVENTS:-200000}" --runs "$runs" --json "$out/w3.json"
+benches/names.py --events "${W3_EVENTS:-800000}" --runs "$runs" --json "$out/w3.json"
 echo "== Targets (figures in $out)"
 benches/targets.py "$out/w1.json" "$out/w2.json" "$out/w3.json"
