@@ -57,9 +57,10 @@ def follow(cmd, size):
                 fields = f.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{p.pid}/io") as f:
                 rchar = next(int(l.split()[1]) for l in f if l.startswith("rchar:"))
+            samples.append((rchar, (int(fields[11]) + int(fields[12])) / CLK))
         except (OSError, StopIteration, IndexError, ValueError):
+            # Exiting between wait4 and the reads: no sample this time.
             pass
-        samples.append((rchar, (int(fields[11]) + int(fields[12])) / CLK))
         time.sleep(0.02)
     err = p.stderr.read().decode(errors="replace")
     p.stderr.close()

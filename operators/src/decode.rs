@@ -55,9 +55,10 @@ pub struct Interner {
 /// name too long for them), to compare with a line's bytes a word at a time (`words` is 0 for
 /// a name that cannot be compared so: too long, or holding a quote, backslash or control
 /// character, which JSON escapes), the number of the name asked after it last time
-/// ([`NO_NEXT`] before there was one; [`UNSTABLE`] when not to be tried), the fragment of each class its values went to in the
-/// batch (current when `batch` is the batch's stamp), and the event that last had the name,
-/// with the fragment its value went to (for repeated keys).
+/// ([`NO_NEXT`] before there was one; marked [`UNSTABLE`] when not to be tried), the fragment
+/// of each class its values went to in the batch (current when `batch` is the batch's stamp),
+/// and the event that last had the name, with the fragment its value went to (for repeated
+/// keys).
 ///
 /// One cache line, aligned to one. A rare name's property reads its entry cold, and each line
 /// an entry spans is one more miss: at 120 bytes over two lines (with the name itself read
