@@ -26,6 +26,8 @@ pub struct Position {
 pub struct Name {
     raw: compact_str::CompactString,
     clean: OnceLock<Box<str>>,
+    /// Dense: names are numbered from 0 as the process first meets them ([`NameRef::id`]).
+    id: u32,
 }
 
 /// An interned [`Name`]: names live for the whole process, once per distinct raw name, so an
@@ -58,9 +60,14 @@ impl NameRef {
         if let Some(n) = names.get(raw) {
             return *n;
         }
+        let Ok(id) = u32::try_from(names.len()) else {
+            // Four billion distinct names: the process has long run out of memory before.
+            panic!("more than {} distinct names", u32::MAX);
+        };
         let name: &'static Name = Box::leak(Box::new(Name {
             raw: compact_str::CompactString::new(raw),
             clean: OnceLock::new(),
+            id,
         }));
         let n = NameRef(name);
         names.insert(&name.raw, n);
@@ -78,9 +85,10 @@ impl NameRef {
         self.0.clean()
     }
 
-    /// Identity of the name: equal for equal raw names, for the life of the process.
+    /// The name's number: equal for equal raw names, for the life of the process, and dense
+    /// (names are numbered from 0 as the process first meets them), to index tables by.
     pub fn id(self) -> usize {
-        self.0 as *const Name as usize
+        self.0.id as usize
     }
 }
 

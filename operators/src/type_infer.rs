@@ -3,7 +3,7 @@
 //!
 //! Resolution runs in input order on one thread (the first committed type owns the base name),
 //! and costs the registry only the first time a (table, name, class) is seen: afterwards a
-//! pointer-keyed cache answers. A batch's new columns are registered together, in order of
+//! cache by name number answers. A batch's new columns are registered together, in order of
 //! first arrival, in one registry call per table (one transaction in a durable catalog).
 
 use std::any::Any;
@@ -122,6 +122,40 @@ type ColumnKey = (i64, usize, TypeClass);
 /// Hashing here is on the hot path (once per property): a fast non-cryptographic hasher.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A [`Columns`] slot no column is known for.
+const UNKNOWN: u32 = u32::MAX;
+/// Marks a [`Columns`] ordinal whose values go into `mp_properties`.
+const OVERFLOW: u32 = 1 << 31;
+
+/// A name's columns in the table it was last asked for (a number of [`TypeInfer::slots`]):
+/// one per class a property can have (string, number, boolean), as an ordinal with
+/// [`OVERFLOW`], or [`UNKNOWN`]. Kept by name number ([`NameRef::id`]), 16 bytes a name: with
+/// 64,000 rare names the hash map's control bytes and 32-byte entries took two cache misses a
+/// property, and most of type-infer's time.
+#[derive(Clone, Copy)]
+struct Columns {
+    table: u32,
+    ordinals: [u32; 3],
+}
+
+impl Columns {
+    const NONE: Columns = Columns {
+        table: UNKNOWN,
+        ordinals: [UNKNOWN; 3],
+    };
+}
+
+/// The place of a property's class in [`Columns::ordinals`] (`time` has no place: its column
+/// is found in the map).
+fn class_slot(class: TypeClass) -> Option<usize> {
+    match class {
+        TypeClass::String => Some(0),
+        TypeClass::Number => Some(1),
+        TypeClass::Boolean => Some(2),
+        TypeClass::Timestamp => None,
+    }
+}
+
 pub struct TypeInfer {
     registry: Arc<dyn SchemaRegistry>,
     mode: SchemaMode,
@@ -132,6 +166,10 @@ pub struct TypeInfer {
     tables_by_raw: Map<String, Arc<TableRef>>,
     columns: Map<ColumnKey, (u32, bool)>,
     columns_by_raw: Map<(i64, String, TypeClass), (u32, bool)>,
+    /// In front of `columns`: by name number, its columns in the table it was last met in.
+    by_name: Vec<Columns>,
+    /// Table ids, numbered for [`Columns::table`].
+    slots: Map<i64, u32>,
     cleaned_event_name: bool,
 }
 
@@ -146,6 +184,8 @@ impl TypeInfer {
             tables_by_raw: Map::default(),
             columns: Map::default(),
             columns_by_raw: Map::default(),
+            by_name: Vec::new(),
+            slots: Map::default(),
             cleaned_event_name: false,
         }
     }
@@ -209,22 +249,64 @@ impl TypeInfer {
         }
     }
 
-    /// The column of (`table`, `name`, `class`) when a cache knows it.
+    /// The number of table `table` in [`Columns::table`].
+    fn slot(&mut self, table: i64) -> u32 {
+        let next = self.slots.len() as u32;
+        *self.slots.entry(table).or_insert(next)
+    }
+
+    /// What [`TypeInfer::by_name`] holds for `name`.
+    fn known(&self, name: NameRef) -> Columns {
+        self.by_name
+            .get(name.id())
+            .copied()
+            .unwrap_or(Columns::NONE)
+    }
+
+    /// The column of (`table`, `name`, `class`) when a cache knows it; `slot` is the table's
+    /// [`TypeInfer::slot`], `known` what [`TypeInfer::known`] held for `name` (read ahead).
     fn cached_column(
         &mut self,
         table: i64,
+        slot: u32,
         name: &NameRef,
         class: TypeClass,
+        known: Columns,
     ) -> Option<(u32, bool)> {
-        let key = (table, name.id(), class);
-        if let Some(v) = self.columns.get(&key) {
-            return Some(*v);
+        let place = class_slot(class);
+        if let Some(c) = place {
+            if known.table == slot && known.ordinals[c] != UNKNOWN {
+                let o = known.ordinals[c];
+                return Some((o & !OVERFLOW, o & OVERFLOW != 0));
+            }
         }
-        // The same raw name under another identity (another decoder's interner).
-        let v = *self
-            .columns_by_raw
-            .get(&(table, name.raw().to_string(), class))?;
-        self.columns.insert(key, v);
+        let key = (table, name.id(), class);
+        let v = match self.columns.get(&key) {
+            Some(v) => *v,
+            None => {
+                // The same raw name under another identity (another decoder's interner).
+                let v = *self
+                    .columns_by_raw
+                    .get(&(table, name.raw().to_string(), class))?;
+                self.columns.insert(key, v);
+                v
+            }
+        };
+        // An ordinal that does not fit beside the mark is only in the map.
+        if let Some(c) = place.filter(|_| v.0 < OVERFLOW) {
+            let i = name.id();
+            if i >= self.by_name.len() {
+                self.by_name.resize(i + 1, Columns::NONE);
+            }
+            let k = &mut self.by_name[i];
+            if k.table != slot {
+                *k = Columns {
+                    table: slot,
+                    ..Columns::NONE
+                };
+            }
+            k.ordinals[c] = if v.1 { v.0 | OVERFLOW } else { v.0 };
+        }
         Some(v)
     }
 
@@ -345,6 +427,12 @@ impl Operator for TypeInfer {
         // registered together, in that order.
         let mut missing: Vec<(u32, usize, u32, u32)> = Vec::new();
         let single = ev.tables.len() == 1;
+        let slots: Vec<u32> = ev.tables.iter().map(|t| self.slot(t.id)).collect();
+        // What the cache holds for each fragment's name, read in a loop of its own: with many
+        // rare names both reads (the name's number, then its entry) miss the cache, and this
+        // loop keeps many of them in flight at once, where the one below (long, with calls and
+        // branches) waited for each in turn.
+        let known: Vec<Columns> = ev.props.iter().map(|f| self.known(f.name)).collect();
         let mut seen_tables: Vec<(u32, u32)> = Vec::new();
         for fi in 0..ev.props.len() {
             let f = &ev.props[fi];
@@ -366,7 +454,7 @@ impl Operator for TypeInfer {
             let mut columns = FragColumns::with_capacity(seen_tables.len());
             for &(t, first_row) in &seen_tables {
                 let table = ev.tables[t as usize].id;
-                match self.cached_column(table, &name, class) {
+                match self.cached_column(table, slots[t as usize], &name, class, known[fi]) {
                     Some((ordinal, overflow)) => columns.push(FragColumn {
                         table: t,
                         ordinal,
@@ -400,9 +488,11 @@ impl Operator for TypeInfer {
             let f = &ev.props[fi as usize];
             let (name, class) = (f.name, f.class());
             let table = ev.tables[t as usize].id;
-            let (ordinal, overflow) = self.cached_column(table, &name, class).ok_or_else(|| {
-                EngineError::Internal(format!("no column registered for {}", name.raw()))
-            })?;
+            let (ordinal, overflow) = self
+                .cached_column(table, slots[t as usize], &name, class, Columns::NONE)
+                .ok_or_else(|| {
+                    EngineError::Internal(format!("no column registered for {}", name.raw()))
+                })?;
             ev.props[fi as usize].columns.push(FragColumn {
                 table: t,
                 ordinal,
@@ -633,6 +723,65 @@ mod tests {
         assert_eq!(n[4].len(), 128);
         assert!(n[4].starts_with("qqq"));
         assert_ne!(n[4], n[3]);
+    }
+
+    /// The cache by name number holds one table's columns per name: a name met in turn in two
+    /// tables (one where it has a column, one where it overflows), as two classes, one batch
+    /// and several at a time, always gets the column (or `mp_properties`) its table holds.
+    #[test]
+    fn a_name_in_turn_in_two_tables_gets_each_tables_column() {
+        // Table A's limit (2 system columns + 2 properties) is taken by `x` and `y` first;
+        // in B, `z` comes before them and `y` overflows.
+        let lines = [
+            r#"{"event":"A","properties":{"time":1,"x":1,"y":"s"}}"#,
+            r#"{"event":"B","properties":{"time":1,"z":1,"x":2}}"#,
+            r#"{"event":"B","properties":{"time":1,"y":"t","x":3}}"#,
+            r#"{"event":"A","properties":{"time":1,"y":"u","z":4,"x":true}}"#,
+            r#"{"event":"B","properties":{"time":1,"x":5,"y":6}}"#,
+        ];
+        let reg = Arc::new(MemoryRegistry::new());
+        let mut ti = TypeInfer::new(reg.clone(), SchemaMode::Multischema, 4);
+        let mut dec = MixpanelDecoder::default();
+        let (mut own, mut overflowed) = (0, 0);
+        for size in [1, 2, 5, 1, 3] {
+            for chunk in lines.chunks(size) {
+                let mut b = Batch {
+                    raw: RawLines::from_lines(chunk),
+                    ..Default::default()
+                };
+                dec.process(&mut b).unwrap();
+                CleanName.process(&mut b).unwrap();
+                ti.process(&mut b).unwrap();
+                let tables = reg.tables();
+                for e in b.events.iter() {
+                    let def = tables
+                        .iter()
+                        .find(|t| t.id == e.table().unwrap().id)
+                        .unwrap();
+                    for ((_, name, value), got) in e.props().zip(columns_of(&b, e.row())) {
+                        let column = def.columns.iter().position(|c| {
+                            c.source.as_deref() == Some(name.raw()) && c.class == value.class()
+                        });
+                        let want = match column {
+                            Some(i) => (i as u32, false),
+                            None => {
+                                let p = def.columns.iter().position(|c| c.name == "mp_properties");
+                                (p.expect("an overflow column") as u32, true)
+                            }
+                        };
+                        assert_eq!(got, want, "{} in {}", name.raw(), def.name);
+                        if want.1 {
+                            overflowed += 1;
+                        } else {
+                            own += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Every value was checked, some of each kind.
+        assert_eq!(own + overflowed, 5 * 11);
+        assert!(own > 0 && overflowed > 0, "{own} {overflowed}");
     }
 
     #[test]
