@@ -3,7 +3,8 @@
 use std::sync::{Mutex, OnceLock};
 
 pub use crate::events::{
-    EventRef, Events, Frag, FragColumn, FragColumns, FragIndex, FragValues, Texts, ValueRef,
+    EventRef, Events, Frag, FragColumn, FragColumns, FragIndex, FragValues, LiteralName, Texts,
+    ValueRef,
 };
 
 /// Where an event came from: a source partition (a Kafka partition, one input file) and the

@@ -151,6 +151,39 @@ pub struct Frag {
     /// Set by `type-infer`: its column in each table its events go to (inline for one table:
     /// with many rare names, a heap block per fragment was a cache miss for each reader).
     pub columns: FragColumns,
+    /// The raw name's bytes when its decoder had them at hand, JSON writes them as they are and
+    /// they fit: a sink writing an overflowing property's name into `mp_properties` reads them
+    /// here. From the shared `Name`, with many rare names, it was a cache miss per value.
+    pub literal_name: Option<LiteralName>,
+}
+
+/// A name of up to 24 bytes none of which JSON escapes (no quote, backslash or control
+/// character): its JSON string is the bytes between quotes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiteralName {
+    len: u8,
+    bytes: [u8; LiteralName::MAX],
+}
+
+impl LiteralName {
+    pub const MAX: usize = 24;
+
+    /// `None` when `raw` is longer than [`LiteralName::MAX`] or holds a byte JSON escapes.
+    pub fn new(raw: &[u8]) -> Option<Self> {
+        if raw.len() > Self::MAX || raw.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20) {
+            return None;
+        }
+        let mut bytes = [0; Self::MAX];
+        bytes[..raw.len()].copy_from_slice(raw);
+        Some(LiteralName {
+            len: raw.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 impl Frag {
@@ -162,6 +195,7 @@ impl Frag {
             nested: Vec::new(),
             nested_compact: false,
             columns: FragColumns::new(),
+            literal_name: None,
         }
     }
     pub fn class(&self) -> TypeClass {
@@ -559,7 +593,8 @@ impl Events {
         // Fragments: kept values, renumbered rows, and each old value's new index.
         let mut new_index: Vec<Vec<u32>> = Vec::with_capacity(self.props.len());
         for f in &mut self.props {
-            let fresh = Frag::new(f.name, f.class());
+            let mut fresh = Frag::new(f.name, f.class());
+            fresh.literal_name = f.literal_name;
             let old = std::mem::replace(f, fresh);
             let mut map = vec![u32::MAX; old.len()];
             let mut nested = old.nested.iter().peekable();
@@ -718,6 +753,27 @@ mod tests {
 
     fn n(s: &str) -> NameRef {
         NameRef::intern(s)
+    }
+
+    /// A name JSON writes as it is, up to 24 bytes, is kept; one with a byte JSON escapes,
+    /// or longer, is not.
+    #[test]
+    fn a_literal_name_is_one_json_writes_as_it_is_and_fits() {
+        for raw in [
+            "",
+            "a",
+            "$browser",
+            "Odd Name é",
+            &"x".repeat(24),
+            "ü".repeat(12).as_str(),
+        ] {
+            let l = LiteralName::new(raw.as_bytes()).expect(raw);
+            assert_eq!(l.as_bytes(), raw.as_bytes());
+            assert_eq!(serde_json::to_string(raw).unwrap(), format!("\"{raw}\""));
+        }
+        for raw in ["q\"", "back\\slash", "tab\t", "nul\u{0}", &"x".repeat(25)] {
+            assert_eq!(LiteralName::new(raw.as_bytes()), None, "{raw:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use hashbrown::HashTable;
 
 use sonic_rs::{JsonContainerTrait, JsonNumberTrait, JsonType, JsonValueTrait, ValueRef};
 
-use sluice_engine::batch::{Batch, DeadLetter, Events, NameRef, Position, TypeClass};
+use sluice_engine::batch::{Batch, DeadLetter, Events, LiteralName, NameRef, Position, TypeClass};
 use sluice_engine::component::Operator;
 use sluice_engine::Result;
 
@@ -153,6 +153,25 @@ impl Known {
             Some(q) => self.key == *q,
             None => self.key == [0; KEY_WORDS] && cold.name.raw_static() == raw,
         }
+    }
+
+    /// The name as a [`LiteralName`], from its words (without reading the `Name`); `None`
+    /// when the words are not the name as it is, or it does not fit.
+    fn literal_name(&self) -> Option<LiteralName> {
+        let words = self.words as usize;
+        if words == 0 {
+            return None;
+        }
+        // The words hold the name and its closing quote.
+        let len = (8 * words).checked_sub(self.pad as usize + 1)?;
+        if len > LiteralName::MAX {
+            return None;
+        }
+        let mut bytes = [0u8; KEY_BYTES];
+        for (chunk, w) in bytes.chunks_exact_mut(8).zip(&self.key) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        LiteralName::new(&bytes[..len])
     }
 
     /// Whether `b` starts with the name and its closing quote, and then the bytes they take;
@@ -335,8 +354,10 @@ impl Interner {
             } else {
                 0
             };
-            k.frag[c] =
+            let f =
                 ev.add_frag_with_room(cold.name, class, values as usize, bytes as usize, nested);
+            ev.props[f as usize].literal_name = k.literal_name();
+            k.frag[c] = f;
             self.keys.push((id, c as u8));
         }
         k.frag[c]
@@ -890,6 +911,36 @@ mod tests {
         // b->a and a->b have each been seen twice running by now.
         assert_eq!(ask("a"), (0, true));
         assert_eq!(ask("b"), (1, true));
+    }
+
+    /// A fragment carries its name as JSON writes it (for `mp_properties`) when its decoder's
+    /// entry holds the name's bytes as they are and they fit: names of 0 to 39 bytes, names
+    /// JSON escapes, names of several-byte characters.
+    #[test]
+    fn fragments_carry_the_names_json_writes_as_they_are() {
+        let mut names: Vec<String> = (0..40).map(|n| "k".repeat(n)).collect();
+        names.extend(["a\\\"b", "tab\\t", "é中", "ü".repeat(12).as_str()].map(String::from));
+        let props: Vec<String> = names.iter().map(|n| format!(r#""{n}":1"#)).collect();
+        let line = format!(
+            r#"{{"event":"e","properties":{{"time":1,{}}}}}"#,
+            props.join(",")
+        );
+        let b = decode_lines(&[line.as_str(), line.as_str()]);
+        assert!(b.dead.is_empty(), "{:?}", b.dead);
+        let mut kept = 0;
+        for f in &b.events.props {
+            let raw = f.name.raw();
+            let plain = !raw.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20);
+            match &f.literal_name {
+                Some(l) => {
+                    assert_eq!(l.as_bytes(), raw.as_bytes());
+                    kept += 1;
+                }
+                None => assert!(!plain || raw.len() > LiteralName::MAX, "{raw:?}"),
+            }
+        }
+        // Every plain name of up to 24 bytes: 0 to 24 k's, é中 and the ü's.
+        assert_eq!(kept, 25 + 2);
     }
 
     #[test]

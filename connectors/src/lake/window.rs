@@ -799,7 +799,14 @@ fn overflow_object(out: &mut Vec<u8>, ev: &Events, picked: &[(u32, u32)]) -> Res
             out.push(b',');
         }
         let frag = &ev.props[f as usize];
-        serde_json::to_writer(&mut *out, frag.name.raw()).map_err(failed)?;
+        match &frag.literal_name {
+            Some(name) => {
+                out.push(b'"');
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'"');
+            }
+            None => serde_json::to_writer(&mut *out, frag.name.raw()).map_err(failed)?,
+        }
         out.push(b':');
         match frag.value(i as usize) {
             ValueRef::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
@@ -965,12 +972,19 @@ mod tests {
         ];
         let mut ev = Events::default();
         let mut ix = FragIndex::default();
-        // Each event takes a few of the values, under names that need escapes too.
+        // Each event takes a few of the values, under names that need escapes too, and names
+        // written from a fragment's copy (`Frag::literal_name`), of up to 24 bytes.
         for r in 0..values.len() {
-            let props: Vec<_> = (0..3)
+            let props: Vec<_> = (0..4)
                 .map(|k| {
-                    let name = NameRef::intern(&format!("n\"{k}\\é{}", (r + k) % 5));
-                    (name, values[(r + 5 * k) % values.len()].clone())
+                    let name = match k {
+                        3 => format!("literal é {}", "x".repeat(r + 9)),
+                        _ => format!("n\"{k}\\é{}", (r + k) % 5),
+                    };
+                    (
+                        NameRef::intern(&name),
+                        values[(r + 5 * k) % values.len()].clone(),
+                    )
                 })
                 .collect();
             let pos = Position {
@@ -979,6 +993,12 @@ mod tests {
             };
             ev.push_event(&mut ix, NameRef::intern("E"), 0, pos, None, &props);
         }
+        let mut copies = 0;
+        for f in &mut ev.props {
+            f.literal_name = sluice_engine::batch::LiteralName::new(f.name.raw().as_bytes());
+            copies += f.literal_name.is_some() as usize;
+        }
+        assert!(copies > 0 && copies < ev.props.len(), "{copies}");
         let mut text = Vec::new();
         for r in 0..ev.len() {
             let e = ev.get(r);
