@@ -434,7 +434,7 @@ impl Operator for TypeInfer {
         // branches) waited for each in turn.
         let known: Vec<Columns> = ev.props.iter().map(|f| self.known(f.name)).collect();
         let mut seen_tables: Vec<(u32, u32)> = Vec::new();
-        for fi in 0..ev.props.len() {
+        for (fi, &cached) in known.iter().enumerate() {
             let f = &ev.props[fi];
             if f.is_empty() {
                 continue;
@@ -454,7 +454,7 @@ impl Operator for TypeInfer {
             let mut columns = FragColumns::with_capacity(seen_tables.len());
             for &(t, first_row) in &seen_tables {
                 let table = ev.tables[t as usize].id;
-                match self.cached_column(table, slots[t as usize], &name, class, known[fi]) {
+                match self.cached_column(table, slots[t as usize], &name, class, cached) {
                     Some((ordinal, overflow)) => columns.push(FragColumn {
                         table: t,
                         ordinal,
@@ -517,7 +517,12 @@ mod tests {
     fn run(mode: SchemaMode, max_columns: u32, lines: &[&str]) -> (Vec<TableDef>, Batch) {
         let reg = Arc::new(MemoryRegistry::new());
         let mut ti = TypeInfer::new(reg.clone(), mode, max_columns);
-        let mut dec = MixpanelDecoder::default();
+        let b = through(&mut MixpanelDecoder::default(), &mut ti, lines);
+        (reg.tables(), b)
+    }
+
+    /// One batch of `lines` through `dec`, clean-name and `ti`.
+    fn through<S: AsRef<str>>(dec: &mut MixpanelDecoder, ti: &mut TypeInfer, lines: &[S]) -> Batch {
         let mut b = Batch {
             raw: RawLines::from_lines(lines),
             ..Default::default()
@@ -525,7 +530,7 @@ mod tests {
         dec.process(&mut b).unwrap();
         CleanName.process(&mut b).unwrap();
         ti.process(&mut b).unwrap();
-        (reg.tables(), b)
+        b
     }
 
     fn columns(t: &TableDef) -> Vec<(String, Option<String>, TypeClass)> {
@@ -577,13 +582,7 @@ mod tests {
             let mut dec = MixpanelDecoder::default();
             let mut checked = 0;
             for line in lines.iter().cycle().take(lines.len() * 3) {
-                let mut b = Batch {
-                    raw: RawLines::from_lines(&[line]),
-                    ..Default::default()
-                };
-                dec.process(&mut b).unwrap();
-                CleanName.process(&mut b).unwrap();
-                ti.process(&mut b).unwrap();
+                let b = through(&mut dec, &mut ti, &[line]);
                 let tables = reg.tables();
                 for e in b.events.iter() {
                     let table = e.table().unwrap();
@@ -745,13 +744,7 @@ mod tests {
         let (mut own, mut overflowed) = (0, 0);
         for size in [1, 2, 5, 1, 3] {
             for chunk in lines.chunks(size) {
-                let mut b = Batch {
-                    raw: RawLines::from_lines(chunk),
-                    ..Default::default()
-                };
-                dec.process(&mut b).unwrap();
-                CleanName.process(&mut b).unwrap();
-                ti.process(&mut b).unwrap();
+                let b = through(&mut dec, &mut ti, chunk);
                 let tables = reg.tables();
                 for e in b.events.iter() {
                     let def = tables
