@@ -503,12 +503,24 @@ def warm_broker(brokers):
     """A new broker makes its group coordinator's topic (__consumer_offsets, 50 partitions) on
     the first group's first request, which takes seconds: asked for here, before anything is
     timed, so that it does not fall on the first measured run."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
     t0 = time.monotonic()
     c = Consumer({"bootstrap.servers": brokers, "group.id": f"w2-warm-{os.getpid()}",
                   "enable.auto.commit": False})
+    # While the coordinator's topic is being made, the broker answers that it is not (yet) the
+    # coordinator: asked again until it is, for a minute at most.
+    not_yet = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+               KafkaError.COORDINATOR_NOT_AVAILABLE}
     try:
-        c.committed([TopicPartition("w2-warm", 0)], timeout=60)
+        while True:
+            try:
+                c.committed([TopicPartition("w2-warm", 0)], timeout=60)
+                break
+            except KafkaException as e:
+                err = e.args[0]
+                if err.code() not in not_yet or time.monotonic() - t0 > 60:
+                    raise
+                time.sleep(0.5)
     finally:
         c.close()
     print(f"kafka: group coordinator ready in {time.monotonic() - t0:.1f} s", flush=True)
