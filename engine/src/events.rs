@@ -170,7 +170,7 @@ impl LiteralName {
 
     /// `None` when `raw` is longer than [`LiteralName::MAX`] or holds a byte JSON escapes.
     pub fn new(raw: &[u8]) -> Option<Self> {
-        if raw.len() > Self::MAX || raw.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20) {
+        if raw.len() > Self::MAX || !Self::written_as_is(raw) {
             return None;
         }
         let mut bytes = [0; Self::MAX];
@@ -183,6 +183,12 @@ impl LiteralName {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
+    }
+
+    /// Whether JSON writes `raw` as it is between quotes: no quote, backslash or control
+    /// character.
+    pub fn written_as_is(raw: &[u8]) -> bool {
+        !raw.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20)
     }
 }
 

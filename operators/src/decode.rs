@@ -83,13 +83,21 @@ const _: () = assert!(std::mem::size_of::<Known>() == 64);
 /// The rest of what a decoder keeps per name: the name, and how many values and bytes of text
 /// each class's fragment had in the last batch (a new fragment starts with that room: grown
 /// by doubling from nothing, a batch's fragments were reallocated about once per event).
+///
+/// Also the name as JSON writes it, when it fits a [`LiteralName`], for its fragments (made
+/// once per name here, not per fragment). One cache line, aligned to one: a rare name's
+/// fragment reads it cold.
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 struct Cold {
     name: NameRef,
     room: [(u32, u32); 3],
     /// Room for nested values (arrays, objects), from the text fragment of the last batch.
     nested_room: u32,
+    literal: Option<LiteralName>,
 }
+
+const _: () = assert!(std::mem::size_of::<Cold>() == 64);
 
 const KEY_WORDS: usize = 4;
 /// Bytes of a key (its closing quote included) compared a word at a time.
@@ -129,7 +137,7 @@ impl Known {
             None => ([0u64; KEY_WORDS], 0),
         };
         // A name JSON escapes is not written in a line as it is: not compared so there.
-        let literal = !raw.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20);
+        let literal = LiteralName::written_as_is(raw.as_bytes());
         let words = if literal { len.div_ceil(8) } else { 0 };
         Known {
             key,
@@ -153,25 +161,6 @@ impl Known {
             Some(q) => self.key == *q,
             None => self.key == [0; KEY_WORDS] && cold.name.raw_static() == raw,
         }
-    }
-
-    /// The name as a [`LiteralName`], from its words (without reading the `Name`); `None`
-    /// when the words are not the name as it is, or it does not fit.
-    fn literal_name(&self) -> Option<LiteralName> {
-        let words = self.words as usize;
-        if words == 0 {
-            return None;
-        }
-        // The words hold the name and its closing quote.
-        let len = (8 * words).checked_sub(self.pad as usize + 1)?;
-        if len > LiteralName::MAX {
-            return None;
-        }
-        let mut bytes = [0u8; KEY_BYTES];
-        for (chunk, w) in bytes.chunks_exact_mut(8).zip(&self.key) {
-            chunk.copy_from_slice(&w.to_le_bytes());
-        }
-        LiteralName::new(&bytes[..len])
     }
 
     /// Whether `b` starts with the name and its closing quote, and then the bytes they take;
@@ -207,6 +196,7 @@ impl Cold {
             name,
             room: [(0, 0); 3],
             nested_room: 0,
+            literal: LiteralName::new(name.raw_static().as_bytes()),
         }
     }
 }
@@ -356,7 +346,7 @@ impl Interner {
             };
             let f =
                 ev.add_frag_with_room(cold.name, class, values as usize, bytes as usize, nested);
-            ev.props[f as usize].literal_name = k.literal_name();
+            ev.props[f as usize].literal_name = cold.literal;
             k.frag[c] = f;
             self.keys.push((id, c as u8));
         }
@@ -399,7 +389,7 @@ impl Interner {
             None => {
                 // Near the end of the line, or a name too long for words: byte by byte.
                 let raw = self.cold[next as usize].name.raw_static().as_bytes();
-                let literal = !raw.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20);
+                let literal = LiteralName::written_as_is(raw);
                 let found = literal && b.starts_with(raw) && b.get(raw.len()) == Some(&b'"');
                 (found, raw.len() + 1)
             }
@@ -913,9 +903,9 @@ mod tests {
         assert_eq!(ask("b"), (1, true));
     }
 
-    /// A fragment carries its name as JSON writes it (for `mp_properties`) when its decoder's
-    /// entry holds the name's bytes as they are and they fit: names of 0 to 39 bytes, names
-    /// JSON escapes, names of several-byte characters.
+    /// A fragment carries its name as JSON writes it (for `mp_properties`) when JSON writes
+    /// the name as it is and it fits: names of 0 to 39 bytes, names JSON escapes, names of
+    /// several-byte characters.
     #[test]
     fn fragments_carry_the_names_json_writes_as_they_are() {
         let mut names: Vec<String> = (0..40).map(|n| "k".repeat(n)).collect();
