@@ -24,10 +24,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-step "Python readers and servers (pyarrow, DuckDB, boto3, moto) in .venv"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, duckdb, boto3, moto.server' 2>/dev/null; then
+step "Python readers, servers and clients (pyarrow, DuckDB, boto3, moto, confluent-kafka) in .venv"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, duckdb, boto3, moto.server, confluent_kafka' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt -r benches/requirements.txt
 fi
 export SLUICE_PYTHON="$PWD/.venv/bin/python"
 

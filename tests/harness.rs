@@ -75,3 +75,115 @@ fn w3_reports_the_marginal_cost_of_every_round_for_every_name_count() {
         assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
+
+/// W2 on the suite's broker and S3 + Glue endpoint: sluice (messy and clean input) beside both
+/// of its peers, the Python consumer and Kafka Connect (whose jars the harness fetches itself),
+/// each checked by the harness against the input through what it wrote, then a short freshness
+/// phase for sluice and the Python peer.
+#[test]
+fn w2_reports_every_figure_for_sluice_and_both_peers() {
+    let Some(brokers) = service(
+        "SLUICE_KAFKA_BROKERS",
+        "SLUICE_REQUIRE_KAFKA",
+        "Kafka broker",
+    ) else {
+        return;
+    };
+    let Some(endpoint) = service(
+        "SLUICE_AWS_ENDPOINT",
+        "SLUICE_REQUIRE_AWS",
+        "S3 + Glue endpoint",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let w2 = harness(
+        "w2.py",
+        &[
+            "--events",
+            "2000",
+            "--runs",
+            "1",
+            "--peers",
+            "python,connect",
+            "--live-seconds",
+            "4",
+            "--rate",
+            "500",
+            "--max-age",
+            "3",
+            "--connect-commit-ms",
+            "2000",
+            "--brokers",
+            &brokers,
+            "--endpoint",
+            &endpoint,
+        ],
+        &dir.path().join("w2.json"),
+    );
+    let rows = w2["throughput"].as_array().expect("throughput rows");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "sluice (messy)",
+            "sluice (clean)",
+            "python (clean)",
+            "connect (clean)",
+            "connect (clean, excl. start)"
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["events"], 2000, "{r}");
+        for figure in [
+            "events_per_s",
+            "mb_per_s",
+            "events_per_cpu_s",
+            "cpu_s",
+            "peak_rss_mib",
+        ] {
+            assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r}");
+        }
+    }
+    // What each side wrote was read back and matched, event by event, against the input (the
+    // harness exits non-zero on any difference); here is how many rows it read.
+    for (name, key) in [
+        ("sluice (messy)", "rows_checked_through_glue"),
+        ("sluice (clean)", "rows_checked_through_glue"),
+        ("python (clean)", "rows_checked_through_glue"),
+        ("connect (clean)", "rows_checked_in_iceberg_data_files"),
+    ] {
+        let r = rows.iter().find(|r| r["name"] == name).unwrap();
+        assert_eq!(r[key], 2000, "{key}: {r}");
+    }
+    let ratios = &w2["ratios_sluice_over_peer"];
+    for peer in ["python", "connect", "connect excl. start"] {
+        for figure in [
+            "events_per_s",
+            "mb_per_s",
+            "events_per_cpu_s",
+            "peak_rss_mib",
+        ] {
+            assert!(
+                ratios[peer][figure].as_f64().unwrap() > 0.0,
+                "{peer} {figure}: {ratios}"
+            );
+        }
+    }
+    for figure in ["freshness_p50", "freshness_p99"] {
+        assert!(
+            ratios["python"][figure].as_f64().unwrap() > 0.0,
+            "{figure}: {ratios}"
+        );
+    }
+    let live = w2["freshness"].as_array().expect("freshness rows");
+    let live_names: Vec<&str> = live.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(live_names, ["sluice (messy)", "python (clean)"]);
+    for r in live {
+        // Every valid event produced became readable through a registered Glue partition.
+        assert_eq!(r["visible"], r["events"], "{r}");
+        let (p50, p99) = (r["p50_s"].as_f64().unwrap(), r["p99_s"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99, "{r}");
+        assert!(r["events_per_cpu_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
