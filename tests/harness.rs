@@ -1,5 +1,6 @@
-//! The performance harness (`benches/`) runs end to end on a few events: W1 beside DuckDB, and
-//! W3's per-round marginal costs. Figures are not judged here (speed is measured by the
+//! The performance harness (`benches/`) runs end to end on a few events: W1 beside DuckDB, W2
+//! on the suite's broker and S3 + Glue endpoint beside the Python consumer and Kafka Connect,
+//! and W3's per-round marginal costs. Figures are not judged here (speed is measured by the
 //! harness itself, on a release build); what is checked is that every figure the reports
 //! promise is there, for every command, and comes from a run that did its work.
 
@@ -27,6 +28,22 @@ fn harness(script: &str, args: &[&str], json: &std::path::Path) -> serde_json::V
         .expect("JSON")
 }
 
+/// Every row reports, for all its events, the figures the harness promises for throughput.
+fn throughput_figures(rows: &[serde_json::Value], events: u64) {
+    for r in rows {
+        assert_eq!(r["events"], events, "{r}");
+        for figure in [
+            "events_per_s",
+            "mb_per_s",
+            "events_per_cpu_s",
+            "cpu_s",
+            "peak_rss_mib",
+        ] {
+            assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r}");
+        }
+    }
+}
+
 #[test]
 fn w1_reports_every_figure_for_sluice_and_duckdb() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,18 +58,7 @@ fn w1_reports_every_figure_for_sluice_and_duckdb() {
     assert_eq!(names.len(), 5, "{names:?}");
     assert!(names.iter().filter(|n| n.starts_with("sluice")).count() == 4);
     assert!(names.iter().any(|n| n.starts_with("duckdb")));
-    for r in rows {
-        assert_eq!(r["events"], 3000, "{r}");
-        for figure in [
-            "events_per_s",
-            "mb_per_s",
-            "events_per_cpu_s",
-            "cpu_s",
-            "peak_rss_mib",
-        ] {
-            assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r}");
-        }
-    }
+    throughput_figures(rows, 3000);
     assert!(w1["ratio_per_cpu_s_vs_duckdb"].as_f64().unwrap() > 0.0);
 }
 
@@ -133,18 +139,7 @@ fn w2_reports_every_figure_for_sluice_and_both_peers() {
             "connect (clean, excl. start)"
         ]
     );
-    for r in rows {
-        assert_eq!(r["events"], 2000, "{r}");
-        for figure in [
-            "events_per_s",
-            "mb_per_s",
-            "events_per_cpu_s",
-            "cpu_s",
-            "peak_rss_mib",
-        ] {
-            assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r}");
-        }
-    }
+    throughput_figures(rows, 2000);
     // What each side wrote was read back and matched, event by event, against the input (the
     // harness exits non-zero on any difference); here is how many rows it read.
     for (name, key) in [
