@@ -118,6 +118,7 @@ impl Component for TypeInferConfig {
     }
 }
 
+/// (table id, name number, class).
 type ColumnKey = (i64, usize, TypeClass);
 /// Hashing here is on the hot path (once per property): a fast non-cryptographic hasher.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -161,11 +162,9 @@ pub struct TypeInfer {
     mode: SchemaMode,
     max_columns: u32,
     master: Option<Arc<TableRef>>,
-    /// By event-name identity ([`NameRef::id`]).
+    /// By event-name number ([`NameRef::id`]).
     tables: Map<usize, Arc<TableRef>>,
-    tables_by_raw: Map<String, Arc<TableRef>>,
     columns: Map<ColumnKey, (u32, bool)>,
-    columns_by_raw: Map<(i64, String, TypeClass), (u32, bool)>,
     /// In front of `columns`: by name number, its columns in the table it was last met in.
     by_name: Vec<Columns>,
     /// Table ids, numbered for [`Columns::table`].
@@ -181,9 +180,7 @@ impl TypeInfer {
             max_columns,
             master: None,
             tables: Map::default(),
-            tables_by_raw: Map::default(),
             columns: Map::default(),
-            columns_by_raw: Map::default(),
             by_name: Vec::new(),
             slots: Map::default(),
             cleaned_event_name: false,
@@ -215,35 +212,28 @@ impl TypeInfer {
                 Ok(t)
             }
             SchemaMode::Multischema => {
-                let ptr = name.id();
-                if let Some(t) = self.tables.get(&ptr) {
+                let id = name.id();
+                if let Some(t) = self.tables.get(&id) {
                     return Ok(t.clone());
                 }
-                let t = match self.tables_by_raw.get(name.raw()) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let clean = name.clean().ok_or_else(|| {
-                            EngineError::Internal("type-infer before clean-name".into())
-                        })?;
-                        let def = self.registry.table(
-                            Some(name.raw()),
-                            None,
-                            &[
-                                ("time", TypeClass::Timestamp),
-                                ("distinct_id", TypeClass::String),
-                            ],
-                            &|taken| first_free(clean, taken),
-                        )?;
-                        let t = Arc::new(TableRef {
-                            id: def.id,
-                            name: def.name,
-                            cleaned_event_name: self.cleaned_event_name,
-                        });
-                        self.tables_by_raw.insert(name.raw().to_string(), t.clone());
-                        t
-                    }
-                };
-                self.tables.insert(ptr, t.clone());
+                let clean = name
+                    .clean()
+                    .ok_or_else(|| EngineError::Internal("type-infer before clean-name".into()))?;
+                let def = self.registry.table(
+                    Some(name.raw()),
+                    None,
+                    &[
+                        ("time", TypeClass::Timestamp),
+                        ("distinct_id", TypeClass::String),
+                    ],
+                    &|taken| first_free(clean, taken),
+                )?;
+                let t = Arc::new(TableRef {
+                    id: def.id,
+                    name: def.name,
+                    cleaned_event_name: self.cleaned_event_name,
+                });
+                self.tables.insert(id, t.clone());
                 Ok(t)
             }
         }
@@ -280,18 +270,9 @@ impl TypeInfer {
                 return Some((o & !OVERFLOW, o & OVERFLOW != 0));
             }
         }
-        let key = (table, name.id(), class);
-        let v = match self.columns.get(&key) {
-            Some(v) => *v,
-            None => {
-                // The same raw name under another identity (another decoder's interner).
-                let v = *self
-                    .columns_by_raw
-                    .get(&(table, name.raw().to_string(), class))?;
-                self.columns.insert(key, v);
-                v
-            }
-        };
+        // One name number per raw name in the process ([`NameRef::intern`]): the map by number
+        // is the whole record.
+        let v = *self.columns.get(&(table, name.id(), class))?;
         // An ordinal that does not fit beside the mark is only in the map.
         if let Some(c) = place.filter(|_| v.0 < OVERFLOW) {
             let i = name.id();
@@ -360,8 +341,6 @@ impl TypeInfer {
                     ColumnAssignment::Column(c) => (c.ordinal, false),
                     ColumnAssignment::Overflow(c) => (c.ordinal, true),
                 };
-                self.columns_by_raw
-                    .insert((table, name.raw().to_string(), *class), v);
                 self.columns.insert((table, name.id(), *class), v);
             }
         }
