@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole performance harness in one command: builds the release binary, then W1 (file ->
 # operators -> local Parquet, beside DuckDB) and W2 (Kafka -> sluice -> S3 + Glue, beside a
-# Python consumer and Kafka Connect), each printing its medians and the ratios to its peers,
-# then W3 (how the cost grows with distinct property names and with events), and last each
-# target with its figure and whether it was met (the figures as JSON in $OUT, target/bench).
-# Both install what they need (DuckDB and the Python packages into .venv, the Kafka Connect
-# jars into benches/connect/.work, a broker and a moto server as local processes).
+# Python consumer, Kafka Connect and a Go consumer on Redpanda Connect's libraries), each
+# printing its medians and the ratios to its peers, then W3 (how the cost grows with distinct
+# property names and with events), and last each target with its figure and whether it was met
+# (the figures as JSON in $OUT, target/bench). Both install what they need (DuckDB and the
+# Python packages into .venv, the Kafka Connect jars into benches/connect/.work, the Go peer
+# with go build, a broker and a moto server as local processes).
 #
 #   benches/all.sh                       # 1M events for W1, 200k for W2, 3 runs each
 #   RUNS=5 W1_EVENTS=200000 W3_EVENTS=400000 benches/all.sh
@@ -18,7 +19,7 @@ cargo build --release
 echo "== W1: transform + encode"
 benches/w1.py --events "${W1_EVENTS:-1000000}" --runs "$runs" --json "$out/w1.json"
 echo "== W2: end to end"
-benches/w2.py --events "${W2_EVENTS:-200000}" --runs "$runs" --peers python,connect --json "$out/w2.json"
+benches/w2.py --events "${W2_EVENTS:-200000}" --runs "$runs" --peers python,connect,go --json "$out/w2.json"
 echo "== W3: distinct property names"
 benches/names.py --events "${W3_EVENTS:-800000}" --runs "$runs" --json "$out/w3.json"
 echo "== Targets (figures in $out)"

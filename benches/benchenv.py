@@ -1,6 +1,7 @@
 """The benchmarks' Python environment: .venv at the project's root, given
 benches/requirements.txt (DuckDB, pyarrow, boto3, confluent-kafka) when a package is missing."""
 import os
+import re
 import subprocess
 import sys
 
@@ -14,6 +15,13 @@ def make():
     if not os.path.exists(VENV_PY):
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
     return VENV_PY
+
+
+def naive_column(name):
+    """The Python and Go peers' column for a property: `$x` -> `mp_x`, lower case, other
+    characters -> `_` (not Mixpanel's rules)."""
+    n = "mp_" + name[1:] if name.startswith("$") else name
+    return re.sub(r"[^a-z0-9_]", "_", n.lower())
 
 
 def install():

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """W2, end to end: the real Kafka broker (8 partitions) -> sluice -> S3 + Glue (moto's server);
 beside it, the peers (--peers): a plain Python consumer (confluent-kafka + pyarrow + boto3,
-benches/w2_python_peer.py) and Kafka Connect (4.3.1, standalone) with Apache Iceberg's sink
-(1.12.0; Parquet on S3, Glue as the Iceberg catalog: benches/connect/).
+benches/w2_python_peer.py), Kafka Connect (4.3.1, standalone) with Apache Iceberg's sink
+(1.12.0; Parquet on S3, Glue as the Iceberg catalog: benches/connect/), and a Go consumer on
+the libraries of Redpanda Connect's kafka_franz -> parquet_encode -> aws_s3 (franz-go,
+parquet-go, aws-sdk-go-v2: benches/gopeer/).
 
     benches/w2.py --events 200000 --runs 3                    # needs target/release/sluice
     benches/w2.py --sluice target/debug/sluice --events 20000 --runs 1 --rate 2000 --live-seconds 15
@@ -22,6 +24,13 @@ the topology), the peer with `--until-end`. For each run it takes from the OS (w
 time, user+system CPU time and peak RSS of that process, and prints medians: events/s, MB/s of
 input, events per CPU-second, peak RSS. Each run is checked: the rows read through Glue (its
 partitions' locations, the files there read with pyarrow) are exactly the valid events.
+
+The Go peer (--peers ...,go; by default when `go` is on PATH) is built by the harness with
+`go build` (modules from the Go module proxy) into benches/gopeer/.work. Like parquet_encode it
+takes a declared schema, which the harness derives from the clean input before anything is
+timed (every property's naive column name and JSON type). It registers no Glue table: its
+check reads every Parquet object under its S3 prefix, and in the freshness phase an event is
+visible once its object is listed there.
 
 The Kafka Connect peer (--peers ...,connect; by default when benches/connect/.work holds its jars
 or `benches/connect/connect.sh setup` fetches them) consumes the same clean input from its own
@@ -73,6 +82,9 @@ REGION = "us-east-1"
 CONNECT_DIR = os.path.join(ROOT, "benches", "connect")
 CONNECT_PY = os.path.join(CONNECT_DIR, "connect.py")
 CONNECT_WORK = os.environ.get("CONNECT_WORK", os.path.join(CONNECT_DIR, ".work"))
+GOPEER_DIR = os.path.join(ROOT, "benches", "gopeer")
+GOPEER_BIN = os.path.join(GOPEER_DIR, ".work", "gopeer")
+PEERS = ("python", "connect", "go")
 
 
 def ensure_env():
@@ -170,6 +182,13 @@ class Aws:
                     Bucket=loc.netloc, Prefix=prefix, Delimiter="/"):
                 out.extend((loc.netloc, o["Key"]) for o in page.get("Contents", [])
                            if o["Key"].endswith(".parquet"))
+        return out
+
+    def objects_under(self, bucket, prefix):
+        """The Parquet objects under s3://bucket/prefix: [(bucket, key)]."""
+        out = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            out.extend((bucket, o["Key"]) for o in page.get("Contents", []) if o["Key"].endswith(".parquet"))
         return out
 
     def insert_ids(self, bucket, key):
@@ -326,6 +345,55 @@ def peer_cmd(a, topic, group, bucket, database, until_end, flush_seconds=None):
     return cmd
 
 
+def gopeer_ready():
+    """'' when the Go peer is built (`go build`, incremental), else why it cannot be."""
+    if not shutil.which("go"):
+        return "no `go` on PATH"
+    print("go peer: go build (benches/gopeer; modules from the Go module proxy on first use)", flush=True)
+    env = dict(os.environ, GOFLAGS="-buildvcs=false")
+    r = subprocess.run(["go", "build", "-o", GOPEER_BIN, "."], cwd=GOPEER_DIR, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return "`go build` in benches/gopeer failed: " + " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
+    return ""
+
+
+def gopeer_schema(path, out):
+    """The Go peer's declared schema for the input at path (what a Redpanda Connect user writes
+    in parquet_encode's `schema`): every column the input has, with its Parquet type."""
+    kinds = {"mp_event_name": {"UTF8"}}
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                props = json.loads(line)["properties"].items()
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            for k, v in props:
+                if v is None:
+                    continue
+                if k in ("time", "distinct_id"):
+                    kinds.setdefault(k, {"TIMESTAMP" if k == "time" else "UTF8"})
+                    continue
+                t = "BOOLEAN" if isinstance(v, bool) else "DOUBLE" if isinstance(v, (int, float)) else "UTF8"
+                kinds.setdefault(benchenv.naive_column(k), set()).add(t)
+    cols = [{"name": c, "type": next(iter(t)) if len(t) == 1 else "UTF8"} for c, t in sorted(kinds.items())]
+    with open(out, "w") as f:
+        json.dump(cols, f)
+    return out
+
+
+def gopeer_cmd(a, topic, group, bucket, schema, until_end, flush_seconds=None):
+    cmd = [GOPEER_BIN, "--brokers", a.brokers, "--topic", topic, "--group", group, "--endpoint", a.endpoint,
+           "--bucket", bucket, "--schema", schema, "--batch-rows", str(a.peer_batch_rows)]
+    if until_end:
+        cmd.append("--until-end")
+    if flush_seconds:
+        cmd += ["--flush-seconds", str(flush_seconds)]
+    return cmd
+
+
+GOPEER_PREFIX = f"peer/{TABLE}/"
+
+
 def connect_ready():
     """'' when the Kafka Connect peer can run (its jars in CONNECT_WORK, fetched now with
     `connect.sh setup` when missing), else why it cannot."""
@@ -395,11 +463,18 @@ def connect_check(aws, bucket, r, ids, name):
     return len(got)
 
 
-def check(aws, database, ids, name, written=None):
-    got = aws.rows(database)
+def check(aws, database, ids, name, written=None, bucket=None):
+    """The rows read through the Glue table's partitions (or, given bucket, in every object under
+    the Go peer's prefix there) are exactly the valid events."""
+    if bucket is None:
+        got, where = aws.rows(database), "through Glue"
+    else:
+        got, where = [], f"under s3://{bucket}/{GOPEER_PREFIX}"
+        for b, k in aws.objects_under(bucket, GOPEER_PREFIX):
+            got.extend(aws.insert_ids(b, k))
     problems = []
     if len(got) != len(ids):
-        problems.append(f"{len(got)} rows through Glue, {len(ids)} valid events")
+        problems.append(f"{len(got)} rows {where}, {len(ids)} valid events")
     if set(got) != set(ids):
         problems.append(f"{len(set(ids) - set(got))} valid events missing, {len(set(got) - set(ids))} unknown")
     if written is not None and written != len(ids):
@@ -435,7 +510,7 @@ def nearest_rank(sorted_values, q):
 
 
 def live(a, aws, work, tag, name, kind, path, ids):
-    """One freshness run of `name` (sluice or python) on its own topic: returns a result row."""
+    """One freshness run of `name` (sluice, python or go) on its own topic: returns a result row."""
     d = os.path.join(work, f"live-{name}")
     os.makedirs(d)
     topic, group = f"w2-{tag}-live-{name}", f"w2-{tag}-live-{name}"
@@ -446,6 +521,9 @@ def live(a, aws, work, tag, name, kind, path, ids):
     a.topics.append(topic)
     if name == "sluice":
         cmd = sluice_cmd(a, topic, group, bucket, database, os.path.join(d, "state.sqlite"), False, a.max_age)
+    elif name == "go":
+        cmd = gopeer_cmd(a, topic, group, bucket, gopeer_schema(path, os.path.join(d, "schema.json")), False,
+                         a.max_age)
     else:
         cmd = peer_cmd(a, topic, group, bucket, database, False, a.max_age)
     t0 = time.monotonic()
@@ -458,7 +536,8 @@ def live(a, aws, work, tag, name, kind, path, ids):
     visible, seen, poll_s, deadline, got = {}, set(), [], None, 0
     while True:
         start = time.monotonic()
-        objs = [o for o in aws.objects(database) if o not in seen]
+        listed = aws.objects_under(bucket, GOPEER_PREFIX) if name == "go" else aws.objects(database)
+        objs = [o for o in listed if o not in seen]
         now = time.time()
         for o in objs:
             seen.add(o)
@@ -490,6 +569,8 @@ def live(a, aws, work, tag, name, kind, path, ids):
     if fresh:
         row.update(p50_s=round(nearest_rank(fresh, 0.5), 2), p99_s=round(nearest_rank(fresh, 0.99), 2),
                    max_s=round(fresh[-1], 2), target_met=nearest_rank(fresh, 0.99) <= a.max_age + 5)
+    if name == "go":
+        row["visible_when"] = "its object is listed under the peer's S3 prefix (it registers no Glue partition)"
     what = "roll.max_age" if name == "sluice" else "flush every"
     print(f"{row['name']:<28} freshness p50 {row.get('p50_s', '-')} s, p99 {row.get('p99_s', '-')} s, "
           f"max {row.get('max_s', '-')} s ({len(fresh):,}/{n:,} visible; {what} {a.max_age} s; "
@@ -539,9 +620,10 @@ def main():
     ap.add_argument("--endpoint", help="an S3 + Glue endpoint (default: a moto server of its own)")
     ap.add_argument("--brokers", default="127.0.0.1:19092")
     ap.add_argument("--peers", default="auto",
-                    help="comma-separated: python, connect; or none. Default: python,connect, or python alone "
-                         "(saying why) when the Kafka Connect peer's jars are not there and cannot be fetched")
-    ap.add_argument("--peer-batch-rows", type=int, default=50_000, help="rows per batch of the Python peer")
+                    help="comma-separated: python, connect, go; or none. Default: all three, leaving out (and "
+                         "saying why) Kafka Connect when its jars are not there and cannot be fetched, and the Go "
+                         "peer when it cannot be built")
+    ap.add_argument("--peer-batch-rows", type=int, default=50_000, help="rows per batch of the Python and Go peers")
     ap.add_argument("--connect-tasks", type=int, default=1, help="tasks.max of the Kafka Connect peer's sink")
     ap.add_argument("--connect-commit-ms", type=int, default=5000,
                     help="Iceberg commit interval of the Kafka Connect peer (iceberg.control.commit.interval-ms)")
@@ -553,18 +635,21 @@ def main():
     a.sluice = os.path.abspath(a.sluice)
     if not os.path.exists(a.sluice):
         sys.exit(f"no binary at {a.sluice}: cargo build --release (or pass --sluice)")
+    ready = {"connect": ("Kafka Connect peer", connect_ready), "go": ("Go peer", gopeer_ready)}
     if a.peers == "auto":
-        peers, why = ["python"], connect_ready()
-        if why:
-            print(f"Kafka Connect peer skipped: {why}", flush=True)
-        else:
-            peers.append("connect")
+        peers = ["python"]
+        for p, (what, check_ready) in ready.items():
+            if why := check_ready():
+                print(f"{what} skipped: {why}", flush=True)
+            else:
+                peers.append(p)
     else:
         peers = [p for p in a.peers.split(",") if p and p != "none"]
-        if set(peers) - {"python", "connect"}:
-            sys.exit(f"unknown peer(s) {sorted(set(peers) - {'python', 'connect'})}: python, connect or none")
-        if "connect" in peers and (why := connect_ready()):
-            sys.exit(f"Kafka Connect peer: {why}")
+        if set(peers) - set(PEERS):
+            sys.exit(f"unknown peer(s) {sorted(set(peers) - set(PEERS))}: {', '.join(PEERS)} or none")
+        for p in peers:
+            if p in ready and (why := ready[p][1]()):
+                sys.exit(f"{ready[p][0]}: {why}")
     work = tempfile.mkdtemp(prefix="sluice-w2-")
     tag = f"{time.strftime('%H%M%S')}{os.getpid()}"
     moto, kafka_started, a.topics = None, False, []
@@ -588,6 +673,7 @@ def main():
             subprocess.run([a.sluice, "gen", "--events", str(a.events), "--seed", "1", *extra, "-o", path],
                            check=True, stderr=subprocess.DEVNULL)
             inputs[kind], ids[kind] = path, valid_ids(path)
+        schemas = {"clean": gopeer_schema(inputs["clean"], os.path.join(work, "gopeer-schema.json"))} if "go" in peers else {}
 
         rows = []
         consumers = [("sluice", "messy"), ("sluice", "clean")] + [(p, "clean") for p in peers]
@@ -613,14 +699,22 @@ def main():
                     continue
                 if name == "sluice":
                     cmd = sluice_cmd(a, topic, group, bucket, database, os.path.join(d, "state.sqlite"), True)
+                elif name == "go":
+                    cmd = gopeer_cmd(a, topic, group, bucket, schemas[kind], True)
                 else:
                     cmd = peer_cmd(a, topic, group, bucket, database, True)
                 r, out = measure(cmd, d, name)
                 written = summary_rows(out) if name == "sluice" else json.loads(out)["rows"]
-                checked = check(aws, database, ids[kind], f"{name} ({kind}) run {i + 1}", written)
+                if name == "go" and (dropped := json.loads(out)["dropped_properties"]):
+                    sys.exit(f"go ({kind}) run {i + 1}: {dropped} property values fit no declared column")
+                checked = check(aws, database, ids[kind], f"{name} ({kind}) run {i + 1}", written,
+                                bucket if name == "go" else None)
                 runs.append(r)
                 shutil.rmtree(d)
             rows.append(report(f"{name} ({kind})", runs, a.events, os.path.getsize(inputs[kind])))
+            if name == "go":
+                rows[-1]["rows_checked_in_s3_objects"] = checked
+                continue
             if name != "connect":
                 rows[-1]["rows_checked_through_glue"] = checked
                 continue
@@ -683,9 +777,18 @@ def main():
                   "identity(mp_date) partitions, from a custom SMT, live in Iceberg's metadata). Exactly-once: as "
                   "Iceberg's sink documents it (data files and consumer offsets go through a Kafka transaction on "
                   "its control topic, then one snapshot per commit), with its defaults; not exercised by failures here.")
-        print("not measured: Redpanda Connect. github.com/redpanda-data/connect/v4 (kafka_franz, parquet_encode, "
-              "aws_s3) is not under an open-source licence, so the harness does not install it; its MIT core, "
-              "github.com/redpanda-data/benthos/v4, has no Kafka, Parquet or S3 components.")
+        if "go" in peers:
+            print("the Go peer is not Redpanda Connect itself (github.com/redpanda-data/connect/v4 is not under an "
+                  "open-source licence, so the harness does not install it; its MIT core, benthos/v4, has no Kafka, "
+                  "Parquet or S3 components) but a program of the harness's on the libraries its kafka_franz, "
+                  "parquet_encode and aws_s3 are built on: franz-go, parquet-go (Snappy, parquet_encode's "
+                  "DELTA_LENGTH_BYTE_ARRAY strings), aws-sdk-go-v2. Not done by it: Mixpanel name cleaning (fed "
+                  "--clean input and a declared schema, as parquet_encode needs; naive `$x` -> `mp_x`), "
+                  "_string/_number columns on type conflicts, dead letters, the Glue table and partitions (Redpanda "
+                  "Connect has no Glue output; freshness counts an object listed under its S3 prefix), "
+                  "exactly-once commits (it is at least once).")
+        else:
+            print("not measured: Redpanda Connect, nor the Go peer on its libraries (--peers ...,go).")
         if a.json:
             doc = {"events": a.events, "runs": a.runs, "sluice": a.sluice, "endpoint": a.endpoint,
                    "brokers": a.brokers, "partitions": 8, "peers": peers, "throughput": rows,

@@ -25,7 +25,6 @@ phase). Prints one JSON summary on stdout.
 import argparse
 import io
 import json
-import re
 import signal
 import sys
 import time
@@ -36,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from benchenv import naive_column  # benches/benchenv.py
 
 REGION = "us-east-1"
 PARQUET = {
@@ -53,8 +54,7 @@ def clean(name):
     """A naive SQL-friendly name: not Mixpanel's rules."""
     n = _names.get(name)
     if n is None:
-        n = "mp_" + name[1:] if name.startswith("$") else name
-        n = _names[name] = re.sub(r"[^a-z0-9_]", "_", n.lower())
+        n = _names[name] = naive_column(name)
     return n
 
 

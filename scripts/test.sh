@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs what the tests need (the C toolchain
 # pieces librdkafka builds with, a Python with pyarrow and DuckDB for the independent readers,
-# a real Apache Kafka broker on loopback), then runs every test and stops the broker.
+# a real Apache Kafka broker and an S3 + Glue endpoint on loopback, the W2 harness's Go peer),
+# then runs every test and stops the services it started.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # only tests whose name contains NAME
@@ -59,6 +60,17 @@ export SLUICE_REQUIRE_SHARED=1
 
 step "format"
 cargo fmt --all -- --check
+
+# W2's Go peer (the harness test runs it): built here, where a compile error, gofmt's diff, a
+# vet finding or a failing test of its own stops the suite at once, rather than inside a test.
+# Modules come from the Go module proxy on first use.
+step "Go peer of the W2 harness (benches/gopeer): gofmt, go vet, go test, go build"
+unformatted="$(gofmt -l benches/gopeer)"
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted (run gofmt -w benches/gopeer)" >&2
+  exit 1
+fi
+(cd benches/gopeer && export GOFLAGS=-buildvcs=false && go vet ./... && go test ./... && go build -o .work/gopeer .)
 
 # Clippy's lints, as errors, in the same build as the tests: clippy-driver compiles the
 # workspace's own crates (cargo applies RUSTC_WORKSPACE_WRAPPER to workspace members only, and

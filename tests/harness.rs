@@ -82,12 +82,13 @@ fn w3_reports_the_marginal_cost_of_every_round_for_every_name_count() {
     }
 }
 
-/// W2 on the suite's broker and S3 + Glue endpoint: sluice (messy and clean input) beside both
-/// of its peers, the Python consumer and Kafka Connect (whose jars the harness fetches itself),
+/// W2 on the suite's broker and S3 + Glue endpoint: sluice (messy and clean input) beside each
+/// of its peers, the Python consumer, Kafka Connect (whose jars the harness fetches itself) and
+/// the Go consumer on Redpanda Connect's libraries (which the harness builds with `go build`),
 /// each checked by the harness against the input through what it wrote, then a short freshness
-/// phase for sluice and the Python peer.
+/// phase for sluice, the Python peer and the Go peer.
 #[test]
-fn w2_reports_every_figure_for_sluice_and_both_peers() {
+fn w2_reports_every_figure_for_sluice_and_every_peer() {
     let Some(brokers) = service(
         "SLUICE_KAFKA_BROKERS",
         "SLUICE_REQUIRE_KAFKA",
@@ -111,7 +112,7 @@ fn w2_reports_every_figure_for_sluice_and_both_peers() {
             "--runs",
             "1",
             "--peers",
-            "python,connect",
+            "python,connect,go",
             "--live-seconds",
             "4",
             "--rate",
@@ -136,7 +137,8 @@ fn w2_reports_every_figure_for_sluice_and_both_peers() {
             "sluice (clean)",
             "python (clean)",
             "connect (clean)",
-            "connect (clean, excl. start)"
+            "connect (clean, excl. start)",
+            "go (clean)"
         ]
     );
     throughput_figures(rows, 2000);
@@ -147,12 +149,13 @@ fn w2_reports_every_figure_for_sluice_and_both_peers() {
         ("sluice (clean)", "rows_checked_through_glue"),
         ("python (clean)", "rows_checked_through_glue"),
         ("connect (clean)", "rows_checked_in_iceberg_data_files"),
+        ("go (clean)", "rows_checked_in_s3_objects"),
     ] {
         let r = rows.iter().find(|r| r["name"] == name).unwrap();
         assert_eq!(r[key], 2000, "{key}: {r}");
     }
     let ratios = &w2["ratios_sluice_over_peer"];
-    for peer in ["python", "connect", "connect excl. start"] {
+    for peer in ["python", "connect", "connect excl. start", "go"] {
         for figure in [
             "events_per_s",
             "mb_per_s",
@@ -165,17 +168,23 @@ fn w2_reports_every_figure_for_sluice_and_both_peers() {
             );
         }
     }
-    for figure in ["freshness_p50", "freshness_p99"] {
-        assert!(
-            ratios["python"][figure].as_f64().unwrap() > 0.0,
-            "{figure}: {ratios}"
-        );
+    for peer in ["python", "go"] {
+        for figure in ["freshness_p50", "freshness_p99"] {
+            assert!(
+                ratios[peer][figure].as_f64().unwrap() > 0.0,
+                "{peer} {figure}: {ratios}"
+            );
+        }
     }
     let live = w2["freshness"].as_array().expect("freshness rows");
     let live_names: Vec<&str> = live.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(live_names, ["sluice (messy)", "python (clean)"]);
+    assert_eq!(
+        live_names,
+        ["sluice (messy)", "python (clean)", "go (clean)"]
+    );
     for r in live {
-        // Every valid event produced became readable through a registered Glue partition.
+        // Every valid event produced became readable: through a registered Glue partition, or
+        // for the Go peer (which registers none) in an object under its S3 prefix.
         assert_eq!(r["visible"], r["events"], "{r}");
         let (p50, p99) = (r["p50_s"].as_f64().unwrap(), r["p99_s"].as_f64().unwrap());
         assert!(0.0 < p50 && p50 <= p99, "{r}");
