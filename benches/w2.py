@@ -447,10 +447,9 @@ def connect_check(aws, bucket, r, ids, name):
     """The Iceberg snapshot's total-records and the rows of the data files under the run's prefix
     are exactly the valid events."""
     got = []
-    for page in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{r['run']}/"):
-        for o in page.get("Contents", []):
-            if "/data/" in o["Key"] and o["Key"].endswith(".parquet"):
-                got.extend(iceberg_insert_ids(aws, bucket, o["Key"]))
+    for b, k in aws.objects_under(bucket, f"{r['run']}/"):
+        if "/data/" in k:
+            got.extend(iceberg_insert_ids(aws, b, k))
     problems = []
     if r["records_in_table"] != len(ids):
         problems.append(f"the Iceberg snapshot holds {r['records_in_table']} records, {len(ids)} valid events")
@@ -704,8 +703,9 @@ def main():
                 else:
                     cmd = peer_cmd(a, topic, group, bucket, database, True)
                 r, out = measure(cmd, d, name)
-                written = summary_rows(out) if name == "sluice" else json.loads(out)["rows"]
-                if name == "go" and (dropped := json.loads(out)["dropped_properties"]):
+                summary = {} if name == "sluice" else json.loads(out)
+                written = summary_rows(out) if name == "sluice" else summary["rows"]
+                if dropped := summary.get("dropped_properties"):
                     sys.exit(f"go ({kind}) run {i + 1}: {dropped} property values fit no declared column")
                 checked = check(aws, database, ids[kind], f"{name} ({kind}) run {i + 1}", written,
                                 bucket if name == "go" else None)

@@ -317,27 +317,19 @@ func (l *lake) toRow(value []byte) parsed {
 	if t > 1e11 {
 		t /= 1000
 	}
+	event, ok := e.Event.(string)
+	if !ok || event == "" {
+		return parsed{bad: true}
+	}
 	micros := int64(t * 1e6)
 	row := make(map[string]any, len(e.Properties)+1)
 	out := parsed{row: row, date: time.UnixMicro(micros).UTC().Format("2006-01-02")}
-	name, ok := e.Event.(string)
-	if !ok || name == "" {
-		return parsed{bad: true}
-	}
-	row["mp_event_name"] = name
+	row["mp_event_name"] = event
 	for k, v := range e.Properties {
 		if v == nil {
 			continue
 		}
-		var name string
-		switch k {
-		case "time":
-			name = "time"
-		case "distinct_id":
-			name = k
-		default:
-			name = l.column(k)
-		}
+		name := l.column(k) // `time` and `distinct_id` keep their names
 		ty, ok := l.types[name]
 		if !ok {
 			out.dropped++
@@ -349,9 +341,8 @@ func (l *lake) toRow(value []byte) parsed {
 		case "UTF8":
 			if s, ok := v.(string); ok {
 				row[name] = s
-			} else if k == "distinct_id" {
-				row[name] = fmt.Sprint(v)
 			} else {
+				// Objects and arrays as JSON text; numbers (distinct_id's) as JSON writes them.
 				j, _ := json.Marshal(v) // a value json.Unmarshal made marshals back
 				row[name] = string(j)
 			}
