@@ -769,7 +769,7 @@ fn properties<'a>(
                 id
             }
             None => match s.plain_string()? {
-                Some(k) => d.interner.get_unpredicted(k).0,
+                Some(k) => d.interner.lookup(k),
                 None => {
                     let mut k = String::new();
                     s.unescape_into(&mut k)?;

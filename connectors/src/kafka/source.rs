@@ -587,6 +587,16 @@ impl ConsumerContext for Ctx {
     }
 }
 
+/// The consumer's fetch queue, unless `options` say otherwise. librdkafka prefetches up to
+/// 64 MiB, then waits a whole second once it is full: a run catching up on a backlog held the
+/// 64 MiB and idled. 16 MiB is about 0.2 s of this pipeline's reading on two cores, refilled
+/// every 10 ms. On W2 (200,000 events, 8 partitions, a local broker) wall time fell from 2.4
+/// to 1.7 s, page faults by a fifth and peak memory by ~50 MiB, for about the same CPU.
+const FETCH_DEFAULTS: &[(&str, &str)] = &[
+    ("queued.max.messages.kbytes", "16384"),
+    ("fetch.queue.backoff.ms", "10"),
+];
+
 pub struct KafkaSource {
     brokers: String,
     group: String,
@@ -656,11 +666,16 @@ impl KafkaSource {
         let Some((_, part)) = ready else {
             return Ok(None);
         };
+        // The partition's next batch starts with the room this one took, and an eighth more:
+        // grown from nothing by doubling, each batch's bytes were copied once more and twice
+        // the pages faulted in (7% of a W2 run's CPU samples).
+        let (bytes, lines) = (part.buf.buf.len(), part.buf.lines.len());
         let raw = std::mem::replace(
             &mut part.buf,
             RawLines {
+                buf: Vec::with_capacity(bytes + bytes / 8),
+                lines: Vec::with_capacity(lines + lines / 8),
                 partition: part.pid,
-                ..Default::default()
             },
         );
         part.buffered_since = None;
@@ -825,6 +840,11 @@ impl Source for KafkaSource {
             state: Mutex::new(State::default()),
         });
         let mut config = self.options.client_config(&self.brokers);
+        for (key, value) in FETCH_DEFAULTS {
+            if !self.options.0.contains_key(*key) {
+                config.set(*key, *value);
+            }
+        }
         config
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
