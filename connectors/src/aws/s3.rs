@@ -113,6 +113,10 @@ impl S3Store {
 /// Parts uploading at once per object: the next part is encoded while these go up.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// The most a part's buffer reserves before it is written (two default parts and more): each
+/// open file holds one.
+const MAX_PART_ROOM: usize = 64 << 20;
+
 type PartResult = std::result::Result<CompletedPart, String>;
 
 /// An object written while it is produced: below two parts it is one PUT at `complete`;
@@ -292,8 +296,10 @@ impl Upload for S3Upload {
         while !data.is_empty() {
             if self.buf.capacity() == 0 {
                 // Room for the held part's successor too, should the object end within it:
-                // the last piece is then appended without moving the part.
-                self.buf.reserve_exact(2 * self.part_size);
+                // the last piece is then appended without moving the part. Capped: parts of
+                // gigabytes (S3 takes up to 5 GiB) grow as they fill past the cap.
+                self.buf
+                    .reserve_exact(2usize.saturating_mul(self.part_size).min(MAX_PART_ROOM));
             }
             let take = (self.part_size - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
