@@ -17,12 +17,7 @@ fn main() -> ExitCode {
     // kernel again (2 MiB at a time with transparent huge pages), which cost a quarter of W1's
     // CPU. The memory budget still gives memory back at once (`mi_collect`).
     // MIMALLOC_PURGE_DELAY in the environment still decides.
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a plain setter of mimalloc's, called before any other thread exists.
-        unsafe {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000);
-        }
-    }
+    mi_option_unless_env("MIMALLOC_PURGE_DELAY", MI_OPTION_PURGE_DELAY, 10_000);
     // No transparent huge pages for this process: each first touch of a 2 MiB region had the
     // kernel zero all of it, and a pipeline's buffers are touched all over as they grow. On W1
     // (1M events, 8 alternating runs, twice) CPU fell by 5-6%, system time by half and peak
@@ -49,15 +44,19 @@ fn main() -> ExitCode {
     // At exit mimalloc's handler collected every heap and gave all its arenas' pages back, one
     // madvise at a time, to an OS about to take them anyway: 1.6% of a W2 run's CPU.
     // MIMALLOC_DESTROY_ON_EXIT in the environment still decides.
-    if std::env::var_os("MIMALLOC_DESTROY_ON_EXIT").is_none() {
-        // SAFETY: as above, a plain setter called before any other thread exists.
-        unsafe {
-            libmimalloc_sys::mi_option_set(MI_OPTION_DESTROY_ON_EXIT, 2);
-        }
-    }
+    mi_option_unless_env("MIMALLOC_DESTROY_ON_EXIT", MI_OPTION_DESTROY_ON_EXIT, 2);
     c_malloc_keeps_its_pages();
     sluice_connectors::failpoints::init();
     sluice::cli::main()
+}
+
+/// Sets a mimalloc option, unless the environment variable mimalloc reads for it is set.
+/// Called before any other thread exists.
+fn mi_option_unless_env(var: &str, option: libmimalloc_sys::mi_option_t, value: std::ffi::c_long) {
+    if std::env::var_os(var).is_none() {
+        // SAFETY: a plain setter of mimalloc's, called before any other thread exists.
+        unsafe { libmimalloc_sys::mi_option_set(option, value) }
+    }
 }
 
 /// The C libraries (librdkafka's fetch and decompression buffers above all) allocate with the C

@@ -129,9 +129,10 @@ struct S3Upload {
     sse: Option<ServerSideEncryption>,
     kms: Option<String>,
     part_size: usize,
-    /// The part being filled: room for a whole part from the first write (grown by doubling,
-    /// its bytes were copied about once more and twice its pages faulted in: a fifth of a W2
-    /// run's page faults). Memory not yet written is only reserved, not resident.
+    /// The part being filled: room for two parts (at most [`MAX_PART_ROOM`]) from its first
+    /// write (grown by doubling, its bytes were copied about once more and twice its pages
+    /// faulted in: a fifth of a W2 run's page faults). Memory not yet written is only
+    /// reserved, not resident.
     buf: Vec<u8>,
     /// A whole part held back until more follows, so that the last part is never a tiny one.
     full: Option<Vec<u8>>,
