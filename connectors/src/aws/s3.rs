@@ -113,8 +113,8 @@ impl S3Store {
 /// Parts uploading at once per object: the next part is encoded while these go up.
 const PARTS_IN_FLIGHT: usize = 2;
 
-/// The most a part's buffer reserves before it is written (two default parts and more): each
-/// open file holds one.
+/// The most a part's buffer reserves before it is written (four parts of the default 8 MiB,
+/// two of 32 MiB): each open file holds one.
 const MAX_PART_ROOM: usize = 64 << 20;
 
 type PartResult = std::result::Result<CompletedPart, String>;
