@@ -829,16 +829,26 @@ impl StrTable {
     }
 }
 
+/// The low `n` bytes of a word, for `n` from 0 to 8.
+const WORD_MASKS: [u64; 9] = {
+    let mut m = [0u64; 9];
+    let mut n = 1;
+    while n < 9 {
+        m[n] = u64::MAX >> (64 - 8 * n);
+        n += 1;
+    }
+    m
+};
+
 /// The `len` (at most 8) bytes of `b` at `at`, zero-padded, as a number: one load of a whole
 /// word when the buffer goes on that far, masked to the value.
 #[inline(always)]
 fn word(b: &[u8], at: usize, len: usize) -> u64 {
     let rest = b.get(at..).unwrap_or(&[]);
     if let Some(w) = rest.first_chunk::<8>() {
-        // The mask without a branch on the length: two shifts, as one by 64 is none.
-        let half = 4 * len.min(8) as u32;
-        let mask = ((1u64 << half) << half).wrapping_sub(1);
-        return u64::from_le_bytes(*w) & mask;
+        // The mask looked up, without a branch on the length (worked out with two shifts, it
+        // was 3% of building a dictionary's instructions).
+        return u64::from_le_bytes(*w) & WORD_MASKS[len.min(8)];
     }
     let n = len.min(8).min(rest.len());
     rest[..n]
@@ -1307,6 +1317,23 @@ fn ceiling(s: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_hold_their_bytes_and_zeros_past_them_at_every_length_and_place() {
+        let b: Vec<u8> = (1..=40u8).map(|c| c.wrapping_mul(37) | 1).collect();
+        for at in 0..b.len() {
+            for len in 0..=8 {
+                let want = b[at..]
+                    .iter()
+                    .take(len)
+                    .enumerate()
+                    .fold(0u64, |w, (i, &c)| w | (c as u64) << (8 * i));
+                assert_eq!(word(&b, at, len), want, "{len} bytes at {at}");
+            }
+        }
+        // A length past a word takes the word.
+        assert_eq!(word(&b, 0, 12), word(&b, 0, 8));
+    }
 
     /// Decodes the hybrid with bit width `w`, `n` values.
     fn unhybrid(mut b: &[u8], w: u8, n: usize) -> Vec<u32> {
