@@ -50,6 +50,29 @@ fn bytes_below(w: u64, n: u8) -> u64 {
 /// control character; `b.len()` if none.
 #[inline(always)]
 fn string_stop(b: &[u8], mut i: usize) -> usize {
+    // Sixteen bytes a step where SSE2 is certain (every x86_64): a third of the instructions
+    // per byte of the eight-byte words below, which still take the rest.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while let Some(chunk) = b.get(i..).and_then(|s| s.first_chunk::<16>()) {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        // SAFETY: the build enables SSE2 (the cfg above), `chunk` is 16 readable bytes, and
+        // `_mm_loadu_si128` takes any alignment.
+        let m = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            // Unsigned: a byte is below 0x20 where its minimum with 0x1F is itself.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+        };
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
     while let Some(chunk) = b.get(i..).and_then(|s| s.first_chunk::<8>()) {
         let w = u64::from_le_bytes(*chunk);
         let m = bytes_eq(w, b'"') | bytes_eq(w, b'\\') | bytes_below(w, 0x20);
@@ -72,6 +95,9 @@ const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
+
+/// The powers of ten below eight digits' worth, as integers.
+const POW10_INT: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 
 /// Where the ASCII digits from `i` end: eight bytes a step (a fraction's digits, a time in
 /// milliseconds), then one at a time.
@@ -367,9 +393,23 @@ impl<'a> Scanner<'a> {
                         .wrapping_add(eight_digits_value(w));
                     i += 8;
                 }
-                while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                    v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
-                    i += 1;
+                // The rest, fewer than eight, in one step too when a word is left: counted up
+                // to the word's first other byte, moved to the word's end behind '0's.
+                if let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+                    let w = u64::from_le_bytes(*w);
+                    let n = (not_digits(w).trailing_zeros() / 8) as usize;
+                    if (1..8).contains(&n) {
+                        let padded = (w << (64 - 8 * n)) | (0x3030_3030_3030_3030 >> (8 * n));
+                        v = v
+                            .wrapping_mul(POW10_INT[n])
+                            .wrapping_add(eight_digits_value(padded));
+                        i += n;
+                    }
+                } else {
+                    while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                        v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
+                        i += 1;
+                    }
                 }
             }
             _ => return Err(GiveUp),
@@ -907,6 +947,33 @@ mod tests {
     }
 
     #[test]
+    fn string_stops_match_a_byte_by_byte_search_at_every_length_and_place() {
+        let one_at_a_time = |b: &[u8], i: usize| {
+            (i..b.len())
+                .find(|&k| b[k] == b'"' || b[k] == b'\\' || b[k] < 0x20)
+                .unwrap_or(b.len())
+        };
+        // Every byte value as the stop (or as content), after runs of content of every length
+        // up to past two 16-byte steps, from every start, with and without a tail after it.
+        for stop in 0..=255u8 {
+            for len in 0..40 {
+                for tail in [0usize, 3, 20] {
+                    let mut b: Vec<u8> = (0..len).map(|k| b"a~\x7f\x80\xff 0}"[k % 8]).collect();
+                    b.push(stop);
+                    b.extend(std::iter::repeat_n(b'z', tail));
+                    for start in 0..b.len() {
+                        assert_eq!(
+                            string_stop(&b, start),
+                            one_at_a_time(&b, start),
+                            "stop {stop:#x}, {len} before it, {tail} after, from {start}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn nested_values_keep_their_strings_and_lose_their_spaces() {
         let text = r#"{ "a b" : [1, "x \" y" , {"c":null}] }"#;
         let mut s = Scanner::new(text);
@@ -990,6 +1057,36 @@ mod tests {
                 assert_eq!(s.number(), Ok((want, integer)), "{text}");
                 let end = text.find(',').unwrap_or(text.len());
                 assert_eq!(s.i, end, "{text}");
+            }
+        }
+    }
+
+    /// Integers of every length to 18 digits, zeros among them, each followed by every amount
+    /// of other text from none to past a word (the short tail is read a word at a time only
+    /// when eight bytes are left), read as `str::parse` reads them.
+    #[test]
+    fn integer_tails_read_alike_from_a_word_and_one_at_a_time() {
+        for len in 1..=18usize {
+            for first in 1..=9u8 {
+                let digits: String = (0..len)
+                    .map(|k| {
+                        char::from(if k == 0 {
+                            b'0' + first
+                        } else {
+                            b'0' + ((k * 3 + first as usize) % 10) as u8
+                        })
+                    })
+                    .collect();
+                let want: i64 = digits.parse().unwrap();
+                for after in 0..12 {
+                    for sign in ["", "-"] {
+                        let text = format!("{sign}{digits}{}", &",}]  \"x\":1,2"[..after]);
+                        let mut s = Scanner::new(&text);
+                        let want = if sign.is_empty() { want } else { -want } as f64;
+                        assert_eq!(s.number(), Ok((want, true)), "{text}");
+                        assert_eq!(s.i, sign.len() + len, "{text}");
+                    }
+                }
             }
         }
     }
