@@ -494,7 +494,7 @@ impl<'a> Vals<'a> {
                 }
                 Bound::Str(min, max)
             }
-            Vals::F64(x) => f64_bound(x[range].iter().copied()),
+            Vals::F64(x) => f64_bound(&x[range]),
             Vals::I64(x) => {
                 let s = &x[range];
                 let min = s.iter().copied().fold(i64::MAX, i64::min);
@@ -518,13 +518,44 @@ fn prefix(b: &[u8], at: usize, len: usize) -> u64 {
     word(b, at, len).swap_bytes()
 }
 
-fn f64_bound(xs: impl Iterator<Item = f64>) -> Bound<'static> {
+fn f64_bound(xs: &[f64]) -> Bound<'static> {
+    // A comparison with NaN is false, so NaN never becomes a minimum or a maximum (Parquet's
+    // order for doubles leaves it out of both).
     let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    for x in xs {
-        // Parquet's order for doubles leaves NaN out of min and max.
-        if !x.is_nan() {
-            min = min.min(x);
-            max = max.max(x);
+    // Two doubles a step where SSE2 is certain (every x86_64): `minpd` keeps its second
+    // operand where the first is NaN, as the comparisons below do.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    let rest = {
+        use std::arch::x86_64::{_mm_loadu_pd, _mm_max_pd, _mm_min_pd, _mm_set1_pd, _mm_storeu_pd};
+        let mut quads = xs.chunks_exact(4);
+        // SAFETY: the build enables SSE2 (the cfg above); each load reads two of the four
+        // doubles of a chunk, and `_mm_loadu_pd` and `_mm_storeu_pd` take any alignment.
+        unsafe {
+            let (mut lo, mut hi) = (_mm_set1_pd(min), _mm_set1_pd(max));
+            let (mut lo2, mut hi2) = (lo, hi);
+            for q in &mut quads {
+                let a = _mm_loadu_pd(q.as_ptr());
+                let b = _mm_loadu_pd(q.as_ptr().add(2));
+                lo = _mm_min_pd(a, lo);
+                hi = _mm_max_pd(a, hi);
+                lo2 = _mm_min_pd(b, lo2);
+                hi2 = _mm_max_pd(b, hi2);
+            }
+            let (mut l, mut h) = ([0.0f64; 2], [0.0f64; 2]);
+            _mm_storeu_pd(l.as_mut_ptr(), _mm_min_pd(lo, lo2));
+            _mm_storeu_pd(h.as_mut_ptr(), _mm_max_pd(hi, hi2));
+            (min, max) = (l[0].min(l[1]), h[0].max(h[1]));
+        }
+        quads.remainder()
+    };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    let rest = xs;
+    for &x in rest {
+        if x < min {
+            min = x;
+        }
+        if x > max {
+            max = x;
         }
     }
     if min > max {
@@ -1317,6 +1348,46 @@ fn ceiling(s: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn double_bounds_leave_nan_out_at_every_length_and_place() {
+        let specials = [
+            f64::NAN,
+            -0.0,
+            0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.5,
+            2.25,
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for len in 0..24 {
+            for round in 0..40 {
+                let xs: Vec<f64> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if round % 2 == 0 {
+                            specials[(x % specials.len() as u64) as usize]
+                        } else {
+                            (x % 2001) as f64 / 8.0 - 125.0
+                        }
+                    })
+                    .collect();
+                let numbers: Vec<f64> = xs.iter().copied().filter(|v| !v.is_nan()).collect();
+                match f64_bound(&xs) {
+                    Bound::None => assert!(numbers.is_empty(), "{xs:?}"),
+                    Bound::F64(min, max) => {
+                        assert!(!min.is_nan() && !max.is_nan(), "{xs:?}");
+                        assert!(numbers.iter().all(|&v| min <= v && v <= max), "{xs:?}");
+                        assert!(numbers.contains(&min) && numbers.contains(&max), "{xs:?}");
+                    }
+                    other => panic!("{other:?} for {xs:?}"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn words_hold_their_bytes_and_zeros_past_them_at_every_length_and_place() {
