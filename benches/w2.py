@@ -607,6 +607,9 @@ def warm_broker(brokers):
 
 
 def main():
+    # Stopped (Ctrl-C's SIGINT or a SIGTERM), the run still goes through its `finally`s, which
+    # stop the broker, the moto server and the peers it started; a plain SIGTERM left them running.
+    signal.signal(signal.SIGTERM, lambda sig, _frame: sys.exit(128 + sig))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=3)
